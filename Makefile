@@ -1,0 +1,40 @@
+# methane-seg: two commands on a fresh machine.
+#   make run    installs the serving side and starts Triton + the upload page
+#   make test   installs everything the tests need and runs them
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-fast model bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip wheel setuptools
+
+$(VENV)/.serve: $(BIN)/python pyproject.toml
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.test: $(BIN)/python pyproject.toml
+	$(PIP) install -e '.[train,test]'
+	touch $@ $(VENV)/.serve
+
+run: $(VENV)/.serve
+	$(BIN)/methane-seg serve
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -ra
+
+test-fast: $(VENV)/.test
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+# Reproduce the committed model: simulate -> train -> export (outside CI; see README).
+model: $(VENV)/.test
+	$(BIN)/methane-seg simulate --out data/train --n $${N_TRAIN:-3000} --size 256 --split train
+	$(BIN)/methane-seg simulate --out data/val --n $${N_VAL:-300} --size 256 --split val
+	$(BIN)/methane-seg train --data data --out runs/model
+	$(BIN)/methane-seg export runs/model/best.pt --out model_repository
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

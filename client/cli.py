@@ -1,0 +1,111 @@
+"""`methane-seg`: the command line.
+
+    methane-seg segment SCENE.tif --out DIR [--url localhost:8000] [--protocol http|grpc]
+
+Subcommands of the training side (simulate, train, export, ...) are
+dispatched by name to their own modules and imported only when asked for,
+so the serving side never loads training code or torch.
+
+Exit codes: 0 success, 2 bad input or usage, 3 server unreachable or model
+not ready, 4 inference failed on the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+EXIT_FAILED = 4
+
+# name -> ("module:function", help); each function takes argv (list) and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "segment": ("client.cli:segment_main", "segment a scene on a Triton server"),
+    "serve": ("webapp.run:main", "start Triton and the upload page (what `make run` does)"),
+    "simulate": ("training.cli:simulate_main", "simulate Sentinel-2 scenes with methane plumes"),
+    "train": ("training.cli:train_main", "train the segmentation model"),
+    "export": ("export.cli:export_main", "export a checkpoint to ONNX and the Triton model repository"),
+}
+
+
+def segment_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="methane-seg segment",
+        description="Segment methane plumes in a Sentinel-2 L1C GeoTIFF (bands B2 B3 B4 B8 B11 B12, "
+        "uint16 reflectance x 10000) with the model served by Triton.",
+    )
+    p.add_argument("scene", help="input GeoTIFF")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--url", default=os.environ.get("TRITON_URL"),
+                   help="Triton host:port (default localhost:8000 for http, localhost:8001 for grpc; env TRITON_URL)")
+    p.add_argument("--protocol", choices=["http", "grpc"], default=os.environ.get("TRITON_PROTOCOL", "http"))
+    p.add_argument("--model", default=os.environ.get("TRITON_MODEL", "methane_seg"), help="model name on the server")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per request (default 4)")
+    p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    return p
+
+
+def segment_main(argv: list[str]) -> int:
+    args = segment_parser().parse_args(argv)
+    from client.contract import ContractError
+    from client.outputs import write_outputs
+    from client.segmenter import InferenceFailed, Segmenter, TritonUnavailable
+
+    try:
+        segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
+                              concurrency=args.concurrency, timeout=args.timeout)
+        result = segmenter.segment(args.scene)
+        paths = write_outputs(result, args.out)
+    except ContractError as exc:
+        return _fail(f"bad input: {exc}", EXIT_BAD_INPUT)
+    except TritonUnavailable as exc:
+        return _fail(str(exc), EXIT_UNAVAILABLE)
+    except InferenceFailed as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        return _fail(f"cannot write outputs: {exc}", EXIT_BAD_INPUT)
+    print(f"{result.scene.name}: {result.plume_pixels} plume pixels "
+          f"({result.timings['tiles']} tiles, {result.timings['inference_s']:.2f} s)")
+    for path in paths.values():
+        print(f"  {path}")
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"methane-seg: error: {message}", file=sys.stderr)
+    return code
+
+
+def _usage() -> str:
+    lines = ["usage: methane-seg COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`methane-seg COMMAND --help` describes each."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else EXIT_BAD_INPUT
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        return _fail(f"unknown command {name!r}\n{_usage()}", EXIT_BAD_INPUT)
+    module_name, func_name = COMMANDS[name][0].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return _fail(f"`{name}` needs the training extra ({exc.name} is missing): "
+                     "pip install 'methane-seg[train]'", EXIT_BAD_INPUT)
+    try:
+        return int(getattr(module, func_name)(rest) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The input contract: the one place that says what a scene must look like.
+
+A scene is a GeoTIFF with six bands of Sentinel-2 L1C top-of-atmosphere
+reflectance at 20 m: B2, B3, B4, B8, B11, B12, stored as uint16 =
+reflectance x 10000, nodata 0. The band order comes from the band
+descriptions when all six are named ("B2", ..., "B12"; "B02" and "B8A"-free
+spellings are accepted), else the file order is taken as the order above.
+Any projected CRS, any size from 64 x 64 up.
+
+Every entry point (CLI, web app, simulator, training) uses these names and
+`read_scene` / `validate_*` so the contract lives in one module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B8", "B11", "B12")
+DTYPE = np.uint16
+SCALE = 10000.0  # stored value = reflectance * SCALE
+NODATA = 0
+MIN_SIZE = 64
+
+
+class ContractError(ValueError):
+    """The input breaks the contract; the message says how, in one line."""
+
+
+class NotGeoTIFF(ContractError):
+    """The input is not a (readable) GeoTIFF at all."""
+
+
+@dataclass
+class Scene:
+    """A scene read under the contract.
+
+    data: (6, H, W) uint16 in BANDS order.
+    profile: the rasterio profile of the source (crs, transform, width, height).
+    valid: (H, W) bool, False where every band is nodata.
+    """
+
+    data: np.ndarray
+    profile: dict
+    valid: np.ndarray
+    name: str = "scene"
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[2])
+
+    @property
+    def crs(self):
+        return self.profile["crs"]
+
+    @property
+    def transform(self):
+        return self.profile["transform"]
+
+
+def _canonical_band_name(text: str | None) -> str | None:
+    """'B02', 'b2', 'B2 (blue)' -> 'B2'; anything else -> None."""
+    if not text:
+        return None
+    m = re.match(r"^\s*[Bb]0*(\d{1,2})(?![0-9A-Za-z])", text)
+    return f"B{int(m.group(1))}" if m else None
+
+
+def band_order(descriptions: tuple[str | None, ...]) -> list[int]:
+    """Indices into the file's bands that give BANDS order.
+
+    Uses the band descriptions when all six contract bands are named;
+    otherwise assumes the file already is in BANDS order.
+    """
+    if len(descriptions) != len(BANDS):
+        raise ContractError(
+            f"expected {len(BANDS)} bands ({', '.join(BANDS)}), the file has {len(descriptions)}"
+        )
+    names = [_canonical_band_name(d) for d in descriptions]
+    if all(n is None for n in names):
+        return list(range(len(BANDS)))
+    missing = [b for b in BANDS if b not in names]
+    if missing:
+        named = ", ".join(n or "?" for n in names)
+        raise ContractError(
+            f"band descriptions ({named}) lack {', '.join(missing)}; expected {', '.join(BANDS)}"
+        )
+    return [names.index(b) for b in BANDS]
+
+
+def validate_georeferencing(crs, transform) -> None:
+    if crs is None:
+        raise ContractError("the file has no CRS: a georeferenced GeoTIFF in a projected CRS is required")
+    if transform is None or transform.is_identity:
+        raise ContractError("the file has no geotransform: a georeferenced GeoTIFF is required")
+    if not crs.is_projected:
+        raise ContractError(
+            f"the CRS {crs.to_string()} is not projected: use a projected CRS such as UTM (metres)"
+        )
+
+
+def validate_size(height: int, width: int) -> None:
+    if height < MIN_SIZE or width < MIN_SIZE:
+        raise ContractError(
+            f"the image is {width}x{height} pixels; at least {MIN_SIZE}x{MIN_SIZE} is required"
+        )
+
+
+def validate_dtype(dtype: str) -> None:
+    if np.dtype(dtype) != np.dtype(DTYPE):
+        raise ContractError(
+            f"the bands are {dtype}; expected uint16 (top-of-atmosphere reflectance x {int(SCALE)})"
+        )
+
+
+def open_checked(path: str | Path):
+    """Open `path` with rasterio and check everything that the header tells.
+
+    Returns an open rasterio dataset (the caller closes it) and the band order.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise NotGeoTIFF(f"{path.name} is empty")
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError:
+        raise NotGeoTIFF(f"{path.name} is not a GeoTIFF (rasterio cannot read it)") from None
+    try:
+        if ds.driver != "GTiff":
+            raise NotGeoTIFF(f"{path.name} is a {ds.driver} file, not a GeoTIFF")
+        order = band_order(ds.descriptions)
+        validate_dtype(ds.dtypes[0])
+        if len(set(ds.dtypes)) != 1:
+            raise ContractError(f"the bands have mixed types {sorted(set(ds.dtypes))}; expected uint16")
+        validate_georeferencing(ds.crs, ds.transform)
+        validate_size(ds.height, ds.width)
+    except BaseException:
+        ds.close()
+        raise
+    return ds, order
+
+
+def read_scene(path: str | Path) -> Scene:
+    """Read a whole scene under the contract, bands in BANDS order."""
+    from rasterio.errors import RasterioError
+
+    ds, order = open_checked(path)
+    with ds:
+        try:
+            raw = ds.read()
+        except RasterioError as exc:
+            raise ContractError(f"{Path(path).name} could not be read ({exc})") from None
+        profile = dict(ds.profile)
+    data = np.ascontiguousarray(raw[order])
+    valid = np.any(data != NODATA, axis=0)
+    return Scene(data=data, profile=profile, valid=valid, name=Path(path).stem)
+
+
+def scene_profile(crs, transform, height: int, width: int) -> dict:
+    """A GeoTIFF profile for a scene that follows the contract."""
+    return {
+        "driver": "GTiff",
+        "dtype": "uint16",
+        "count": len(BANDS),
+        "height": height,
+        "width": width,
+        "crs": crs,
+        "transform": transform,
+        "nodata": NODATA,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "interleave": "pixel",
+    }
+
+
+def write_scene(path: str | Path, data: np.ndarray, crs, transform) -> None:
+    """Write (6, H, W) uint16 reflectance x 10000 as a contract GeoTIFF with band descriptions."""
+    import rasterio
+
+    if data.shape[0] != len(BANDS) or data.dtype != DTYPE:
+        raise ContractError(f"write_scene needs (6, H, W) uint16, got {data.shape} {data.dtype}")
+    profile = scene_profile(crs, transform, data.shape[1], data.shape[2])
+    if data.shape[1] < 256 or data.shape[2] < 256:
+        profile.update(tiled=False)
+        profile.pop("blockxsize")
+        profile.pop("blockysize")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, band in enumerate(BANDS, start=1):
+            dst.set_band_description(i, band)

@@ -1,0 +1,125 @@
+"""Write a segmentation result: probability and mask GeoTIFFs on the input's grid, and an overlay PNG.
+
+File names (other tools read them): `<stem>_prob.tif` (float32 0..1, nodata NaN),
+`<stem>_mask.tif` (uint8, 1 = plume, 0 = background, nodata 255 where the input
+was nodata) and `<stem>_overlay.png`.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from client.contract import BANDS
+
+MASK_NODATA = 255
+PLUME_RGB = (255, 40, 40)
+
+
+def output_profile(scene_profile: dict, dtype: str, nodata) -> dict:
+    """Copy the input's grid (size, CRS, transform) into a single-band output profile."""
+    profile = {
+        "driver": "GTiff",
+        "height": scene_profile["height"],
+        "width": scene_profile["width"],
+        "count": 1,
+        "dtype": dtype,
+        "crs": scene_profile["crs"],
+        "transform": scene_profile["transform"],
+        "nodata": nodata,
+        "compress": "deflate",
+    }
+    if profile["height"] >= 256 and profile["width"] >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    return profile
+
+
+def write_probability(path: Path, result) -> None:
+    import rasterio
+
+    with rasterio.open(path, "w", **output_profile(result.scene.profile, "float32", float("nan"))) as dst:
+        dst.write(result.probability.astype(np.float32), 1)
+        dst.set_band_description(1, "plume probability")
+        dst.update_tags(threshold=str(result.threshold), model=result.model_name,
+                        model_version=result.model_version)
+
+
+def write_mask(path: Path, result) -> None:
+    import rasterio
+
+    mask = result.mask.copy()
+    mask[~result.scene.valid] = MASK_NODATA
+    with rasterio.open(path, "w", **output_profile(result.scene.profile, "uint8", MASK_NODATA)) as dst:
+        dst.write(mask, 1)
+        dst.set_band_description(1, "plume mask (1 = plume)")
+        dst.update_tags(threshold=str(result.threshold), model=result.model_name,
+                        model_version=result.model_version)
+
+
+def stretch(bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(3, H, W) reflectance -> (H, W, 3) uint8 with a 2-98 % percentile stretch per band."""
+    out = np.zeros(bands.shape[1:] + (3,), dtype=np.uint8)
+    for i in range(3):
+        band = bands[i].astype(np.float32)
+        values = band[valid] if valid.any() else band.ravel()
+        lo, hi = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
+        scaled = (band - lo) / max(hi - lo, 1e-6)
+        out[..., i] = (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def rgb_preview(scene) -> np.ndarray:
+    idx = [BANDS.index(b) for b in ("B4", "B3", "B2")]
+    return stretch(scene.data[idx], scene.valid)
+
+
+def swir_preview(scene) -> np.ndarray:
+    """False colour B12, B11, B8: methane darkens the red channel."""
+    idx = [BANDS.index(b) for b in ("B12", "B11", "B8")]
+    return stretch(scene.data[idx], scene.valid)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the plume mask over an (H, W, 3) uint8 image, outline included."""
+    out = image.astype(np.float32)
+    plume = mask == 1
+    colour = np.array(PLUME_RGB, dtype=np.float32)
+    out[plume] = (1 - alpha) * out[plume] + alpha * colour
+    edge = plume & ~_eroded(plume)
+    out[edge] = colour
+    return out.astype(np.uint8)
+
+
+def _eroded(m: np.ndarray) -> np.ndarray:
+    e = m.copy()
+    e[1:, :] &= m[:-1, :]
+    e[:-1, :] &= m[1:, :]
+    e[:, 1:] &= m[:, :-1]
+    e[:, :-1] &= m[:, 1:]
+    return e
+
+
+def overlay_png(result, preview: str = "rgb") -> bytes:
+    image = rgb_preview(result.scene) if preview == "rgb" else swir_preview(result.scene)
+    buf = io.BytesIO()
+    Image.fromarray(overlay(image, result.mask)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def write_outputs(result, out_dir: str | Path, stem: str | None = None) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or result.scene.name
+    paths = {
+        "prob": out_dir / f"{stem}_prob.tif",
+        "mask": out_dir / f"{stem}_mask.tif",
+        "overlay": out_dir / f"{stem}_overlay.png",
+    }
+    write_probability(paths["prob"], result)
+    write_mask(paths["mask"], result)
+    paths["overlay"].write_bytes(overlay_png(result))
+    return paths

@@ -1,0 +1,247 @@
+"""Segment whole scenes with the methane_seg model on a Triton server.
+
+    from client.segmenter import Segmenter
+    result = Segmenter("localhost:8000", protocol="http").segment("scene.tif")
+    result.probability  # (H, W) float32 0..1, NaN where the input is nodata
+    result.mask         # (H, W) uint8, 1 = plume
+
+The scene is cut into the model's fixed-size tiles (the size is read from the
+model's configuration on the server) with overlap, sent in batches with
+several requests in flight so Triton's dynamic batcher can merge them, and
+blended back without seams. The mask threshold comes from the model's
+configuration (`parameters.threshold`), which the exporter writes from the
+value chosen on the validation split.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from client.contract import BANDS, ContractError, Scene, read_scene
+from client.tiling import Blender, extract_tile, tile_grid
+
+DEFAULT_MODEL = "methane_seg"
+DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+
+
+class TritonUnavailable(RuntimeError):
+    """The server cannot be reached, or the model is not ready."""
+
+
+class InferenceFailed(RuntimeError):
+    """The server answered with an error."""
+
+
+@dataclass
+class SegmentationResult:
+    scene: Scene
+    probability: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    model_name: str
+    model_version: str
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def plume_pixels(self) -> int:
+        return int((self.mask == 1).sum())
+
+
+def normalise_url(url: str | None, protocol: str) -> str:
+    if protocol not in DEFAULT_PORTS:
+        raise ValueError(f"protocol must be http or grpc, not {protocol!r}")
+    if not url:
+        return f"localhost:{DEFAULT_PORTS[protocol]}"
+    for prefix in ("http://", "https://", "grpc://"):
+        if url.startswith(prefix):
+            url = url[len(prefix):]
+    return url.rstrip("/")
+
+
+class Segmenter:
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: str = "http",
+        model_name: str = DEFAULT_MODEL,
+        model_version: str = "",
+        batch_size: int = 4,
+        concurrency: int = 2,
+        overlap: int = 32,
+        timeout: float = 60.0,
+        retries: int = 3,
+    ):
+        self.protocol = protocol
+        self.url = normalise_url(url, protocol)
+        self.model_name = model_name
+        self.model_version = model_version
+        self.batch_size = max(1, int(batch_size))
+        self.concurrency = max(1, int(concurrency))
+        self.overlap = int(overlap)
+        self.timeout = float(timeout)
+        self.retries = max(1, int(retries))
+        self._local = threading.local()
+        self._model_info: dict | None = None
+
+    # -- connection -------------------------------------------------------
+    def _module(self):
+        if self.protocol == "grpc":
+            import tritonclient.grpc as module
+        else:
+            import tritonclient.http as module
+        return module
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            module = self._module()
+            if self.protocol == "grpc":
+                client = module.InferenceServerClient(self.url)
+            else:
+                client = module.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout, network_timeout=self.timeout
+                )
+            self._local.client = client
+        return client
+
+    def model_info(self) -> dict:
+        """Tile size, threshold, input/output names and version from the server; cached."""
+        if self._model_info is not None:
+            return self._model_info
+        from tritonclient.utils import InferenceServerException
+
+        client = self._client()
+        try:
+            live = client.is_server_live()
+        except Exception as exc:  # connection refused, DNS, timeouts
+            raise TritonUnavailable(f"Triton is not reachable at {self.url} ({self.protocol}): {_short(exc)}") from None
+        if not live:
+            raise TritonUnavailable(f"Triton at {self.url} is not live")
+        try:
+            ready = client.is_model_ready(self.model_name, self.model_version)
+        except InferenceServerException as exc:
+            raise TritonUnavailable(f"model {self.model_name} is not available: {_short(exc)}") from None
+        if not ready:
+            raise TritonUnavailable(f"model {self.model_name} is not ready on Triton at {self.url}")
+        if self.protocol == "grpc":
+            config = client.get_model_config(self.model_name, self.model_version, as_json=True)["config"]
+            meta = client.get_model_metadata(self.model_name, self.model_version, as_json=True)
+        else:
+            config = client.get_model_config(self.model_name, self.model_version)
+            meta = client.get_model_metadata(self.model_name, self.model_version)
+        params = {k: v.get("string_value", v.get("stringValue")) for k, v in config.get("parameters", {}).items()}
+        inp, out = config["input"][0], config["output"][0]
+        dims = [int(d) for d in inp["dims"]]
+        if len(dims) != 3 or dims[0] != len(BANDS) or dims[1] != dims[2] or dims[1] <= 0:
+            raise TritonUnavailable(f"model {self.model_name} takes {dims}, expected [6, T, T] tiles")
+        versions = meta.get("versions") or [""]
+        self._model_info = {
+            "input": inp["name"],
+            "output": out["name"],
+            "datatype": inp.get("data_type", inp.get("dataType", "TYPE_UINT16")).replace("TYPE_", ""),
+            "tile": dims[1],
+            "max_batch_size": int(config.get("max_batch_size", config.get("maxBatchSize", 1)) or 1),
+            "threshold": float(params.get("threshold", 0.5)),
+            "version": str(versions[-1]),
+        }
+        return self._model_info
+
+    # -- inference ----------------------------------------------------------
+    def infer_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """(N, 6, T, T) uint16 -> (N, T, T) float32 probabilities, with retries."""
+        info = self.model_info()
+        module = self._module()
+        from tritonclient.utils import InferenceServerException
+
+        datatype = info["datatype"]
+        data = tiles.astype(np.uint16 if datatype == "UINT16" else np.float32, copy=False)
+        inp = module.InferInput(info["input"], list(data.shape), datatype)
+        inp.set_data_from_numpy(data)
+        out = module.InferRequestedOutput(info["output"])
+        delay = 0.2
+        for attempt in range(self.retries):
+            try:
+                kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+                result = self._client().infer(
+                    self.model_name, [inp], outputs=[out], model_version=self.model_version, **kwargs
+                )
+                return result.as_numpy(info["output"])[:, 0]
+            except InferenceServerException as exc:
+                transient = _is_transient(exc)
+                if not transient or attempt == self.retries - 1:
+                    if transient:
+                        raise TritonUnavailable(f"Triton at {self.url} failed: {_short(exc)}") from None
+                    raise InferenceFailed(f"inference failed: {_short(exc)}") from None
+            except Exception as exc:  # socket errors from the HTTP client
+                if attempt == self.retries - 1:
+                    raise TritonUnavailable(f"Triton at {self.url} is unreachable: {_short(exc)}") from None
+                self._local.client = None
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def segment_array(self, scene: Scene) -> SegmentationResult:
+        t0 = time.perf_counter()
+        info = self.model_info()
+        tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
+        grid = tile_grid(scene.height, scene.width, tile, overlap)
+        blender = Blender(scene.height, scene.width, tile, overlap)
+        batch = max(1, min(self.batch_size, info["max_batch_size"]))
+        chunks = [grid[i : i + batch] for i in range(0, len(grid), batch)]
+
+        def run(chunk):
+            stack = np.stack([extract_tile(scene.data, t, tile) for t in chunk])
+            return chunk, self.infer_tiles(stack)
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for chunk, probs in pool.map(run, chunks):
+                for t, p in zip(chunk, probs):
+                    blender.add(t, p)
+        probability = np.clip(blender.result(), 0.0, 1.0)
+        mask = (probability >= info["threshold"]).astype(np.uint8)
+        mask[~scene.valid] = 0
+        probability[~scene.valid] = np.nan
+        return SegmentationResult(
+            scene=scene,
+            probability=probability,
+            mask=mask,
+            threshold=info["threshold"],
+            model_name=self.model_name,
+            model_version=info["version"],
+            timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid)},
+        )
+
+    def segment(self, path: str | Path) -> SegmentationResult:
+        """Read `path` under the input contract and segment it."""
+        t0 = time.perf_counter()
+        scene = read_scene(path)
+        t1 = time.perf_counter()
+        result = self.segment_array(scene)
+        result.timings["read_s"] = t1 - t0
+        return result
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _is_transient(exc) -> bool:
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    text = str(exc).lower()
+    return any(s in status for s in ("503", "UNAVAILABLE", "502", "504")) or "unavailable" in text
+
+
+__all__ = [
+    "ContractError",
+    "InferenceFailed",
+    "SegmentationResult",
+    "Segmenter",
+    "TritonUnavailable",
+]

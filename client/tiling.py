@@ -1,0 +1,81 @@
+"""Cut a scene into fixed-size overlapping tiles and blend predictions back.
+
+Plain functions on arrays. Tiles are square (the model's tile size); a scene
+smaller than a tile is padded by reflection; overlaps are blended with a
+linear ramp so that no seams show where tiles meet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets along one axis so that tiles of `tile` cover [0, length)."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    if stride <= 0:
+        raise ValueError(f"overlap {overlap} must be smaller than the tile {tile}")
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+@dataclass(frozen=True)
+class Tile:
+    row: int  # top-left in scene pixels
+    col: int
+    height: int  # the part of the tile that lies inside the scene
+    width: int
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+    return [
+        Tile(r, c, min(tile, height - r), min(tile, width - c))
+        for r in tile_starts(height, tile, overlap)
+        for c in tile_starts(width, tile, overlap)
+    ]
+
+
+def extract_tile(data: np.ndarray, t: Tile, tile: int) -> np.ndarray:
+    """(C, tile, tile) tile of `data` at `t`, padded by reflection where the scene is smaller."""
+    patch = data[:, t.row : t.row + t.height, t.col : t.col + t.width]
+    pad_h, pad_w = tile - t.height, tile - t.width
+    if pad_h or pad_w:
+        mode = "reflect" if (t.height > pad_h and t.width > pad_w) else "symmetric"
+        patch = np.pad(patch, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+    return patch
+
+
+def blend_weights(tile: int, overlap: int) -> np.ndarray:
+    """(tile, tile) float32 weights: 1 in the middle, a linear ramp over `overlap` at the borders."""
+    ramp = np.ones(tile, dtype=np.float32)
+    if overlap > 0:
+        edge = (np.arange(overlap, dtype=np.float32) + 1.0) / (overlap + 1.0)
+        ramp[:overlap] = edge
+        ramp[tile - overlap :] = edge[::-1]
+    return np.outer(ramp, ramp)
+
+
+class Blender:
+    """Accumulates weighted tile predictions into a scene-sized map."""
+
+    def __init__(self, height: int, width: int, tile: int, overlap: int):
+        self.sum = np.zeros((height, width), dtype=np.float32)
+        self.weight = np.zeros((height, width), dtype=np.float32)
+        self.window = blend_weights(tile, overlap)
+
+    def add(self, t: Tile, prediction: np.ndarray) -> None:
+        w = self.window[: t.height, : t.width]
+        rows = slice(t.row, t.row + t.height)
+        cols = slice(t.col, t.col + t.width)
+        self.sum[rows, cols] += prediction[: t.height, : t.width] * w
+        self.weight[rows, cols] += w
+
+    def result(self) -> np.ndarray:
+        out = np.zeros_like(self.sum)
+        np.divide(self.sum, self.weight, out=out, where=self.weight > 0)
+        return out

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real tritonserver on free ports, and real GeoTIFFs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+
+from client.contract import write_scene
+from client.server import TritonServer
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_REPOSITORY = Path(os.environ.get("TEST_MODEL_REPOSITORY", ROOT / "model_repository"))
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def triton():
+    """The real tritonserver from nvidia-pytriton, serving model_repository/ on free ports."""
+    server = TritonServer(MODEL_REPOSITORY)
+    try:
+        server.start(timeout=180)
+    except Exception:
+        server.cleanup()
+        raise
+    yield server
+    log = server.log_tail(200)
+    server.cleanup()
+    if os.environ.get("SHOW_TRITON_LOG"):
+        print(log)
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    """Simulated scenes written as contract GeoTIFFs with their true masks."""
+    from training.simulate import write_sim_scene, simulate_scene
+
+    out = tmp_path_factory.mktemp("scenes")
+    paths = {
+        "strong": write_sim_scene(out, "strong", simulate_scene(
+            seed=2_000_101, size=384, n_sources=1, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)),
+        "free": write_sim_scene(out, "free", simulate_scene(
+            seed=2_000_202, size=256, n_sources=0, clouds=False)),
+    }
+    return paths
+
+
+def utm():
+    return CRS.from_epsg(32613), from_origin(600_000.0, 3_500_000.0, 20.0, 20.0)
+
+
+def random_scene(shape=(6, 128, 160), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) * 3000 + 300).astype(np.uint16)
+
+
+@pytest.fixture
+def write_geotiff(tmp_path):
+    """Write a raw GeoTIFF with any band count, dtype, CRS or transform (for bad-input tests)."""
+    import rasterio
+
+    def write(name="x.tif", data=None, crs="utm", transform="utm", descriptions=None, **extra):
+        data = random_scene() if data is None else data
+        if data.ndim == 2:
+            data = data[None]
+        default_crs, default_transform = utm()
+        profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
+                   "dtype": data.dtype.name}
+        if crs is not None:
+            profile["crs"] = default_crs if crs == "utm" else crs
+        if transform is not None:
+            profile["transform"] = default_transform if transform == "utm" else transform
+        profile.update(extra)
+        path = tmp_path / name
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            for i, d in enumerate(descriptions or [], start=1):
+                dst.set_band_description(i, d)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def contract_scene(tmp_path):
+    def write(name="ok.tif", data=None):
+        crs, transform = utm()
+        path = tmp_path / name
+        write_scene(path, random_scene() if data is None else data, crs, transform)
+        return path
+
+    return write
