@@ -1,0 +1,78 @@
+"""The committed model repository: configs parse against Triton's schema and match the ONNX graph."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from client.contract import BANDS
+from export.repository import render_cpu_config, write_model_repository
+from tests.conftest import MODEL_REPOSITORY
+
+ORT_TYPES = {"tensor(uint16)": model_config_pb2.TYPE_UINT16, "tensor(float)": model_config_pb2.TYPE_FP32}
+
+
+def parse_config(path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def model_dirs():
+    return sorted(p.parent for p in MODEL_REPOSITORY.glob("*/config.pbtxt"))
+
+
+def test_repository_has_the_segmenter():
+    assert [d.name for d in model_dirs()] == ["methane_seg"]
+
+
+@pytest.mark.parametrize("model_dir", model_dirs(), ids=lambda p: p.name)
+def test_config_matches_onnx_graph(model_dir):
+    config = parse_config(model_dir / "config.pbtxt")
+    assert config.name == model_dir.name
+    assert config.backend == "python"
+    assert config.max_batch_size > 1
+    assert config.HasField("dynamic_batching")
+    assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU for g in config.instance_group)
+    threshold = float(config.parameters["threshold"].string_value)
+    assert 0.0 < threshold < 1.0
+
+    versions = sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert versions, "no version folder"
+    latest = versions[-1]
+    assert (latest / "model.py").is_file()
+    metadata = json.loads((latest / "metadata.json").read_text())
+    assert metadata["bands"] == list(BANDS)
+    assert float(metadata["threshold"]) == pytest.approx(threshold)
+
+    session = ort.InferenceSession(str(latest / "model.onnx"), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    (cin,), (cout,) = config.input, config.output
+    assert (inp.name, out.name) == (cin.name, cout.name)
+    assert ORT_TYPES[inp.type] == cin.data_type and ORT_TYPES[out.type] == cout.data_type
+    assert inp.shape[1] == len(BANDS) == cin.dims[0]
+    assert not isinstance(inp.shape[0], int), "the batch axis must be dynamic"
+    tile = int(metadata["tile_size"])
+    assert list(cin.dims) == [len(BANDS), tile, tile] and list(cout.dims) == [1, tile, tile]
+    # One tile through onnxruntime gives probabilities of the configured shape.
+    x = np.full((2, len(BANDS), tile, tile), 1500, np.uint16)
+    (prob,) = session.run(None, {inp.name: x})
+    assert prob.shape == (2, 1, tile, tile) and prob.dtype == np.float32
+    assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_writer_renders_a_parsable_config(tmp_path):
+    meta = {"bands": list(BANDS), "input": {"name": "reflectance"}, "output": {"name": "probability"},
+            "tile_size": 256, "threshold": 0.42}
+    config = text_format.Parse(render_cpu_config(meta, max_batch_size=8, instances=2, threads=1),
+                               model_config_pb2.ModelConfig())
+    assert config.max_batch_size == 8 and config.instance_group[0].count == 2
+    assert config.parameters["threshold"].string_value == "0.42"
+    assert list(config.input[0].dims) == [6, 256, 256]
+
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"not really onnx")
+    model_dir = write_model_repository(tmp_path / "repo", onnx_file, meta)
+    assert {p.name for p in (model_dir / "1").iterdir()} == {"model.onnx", "model.py", "metadata.json"}
+    assert parse_config(model_dir / "config.pbtxt").name == "methane_seg"

@@ -1,0 +1,110 @@
+"""`methane-seg segment` against the real tritonserver, over HTTP and gRPC."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+from client.cli import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, main
+from client.server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def url_for(triton, protocol):
+    return triton.http_url if protocol == "http" else triton.grpc_url
+
+
+def read_band(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.profile
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_strong_plume_is_found_on_the_input_grid(triton, scenes, tmp_path, protocol):
+    scene = scenes["strong"]
+    code = main(["segment", str(scene), "--out", str(tmp_path), "--url", url_for(triton, protocol),
+                 "--protocol", protocol])
+    assert code == 0
+    truth, truth_profile = read_band(scene.with_name("strong_mask.tif"))
+    mask, mask_profile = read_band(tmp_path / "strong_mask.tif")
+    prob, prob_profile = read_band(tmp_path / "strong_prob.tif")
+    with rasterio.open(scene) as src:
+        for profile, dtype in ((mask_profile, "uint8"), (prob_profile, "float32")):
+            assert profile["dtype"] == dtype
+            assert (profile["width"], profile["height"]) == (src.width, src.height)
+            assert profile["crs"] == src.crs and profile["transform"] == src.transform
+    assert np.nanmin(prob) >= 0.0 and np.nanmax(prob) <= 1.0
+    assert set(np.unique(mask)) <= {0, 1}
+    overlap = np.logical_and(mask == 1, truth == 1).sum()
+    assert truth.sum() > 50 and overlap > 0.3 * truth.sum(), (overlap, truth.sum(), mask.sum())
+    assert (tmp_path / "strong_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_plume_free_scene_gives_an_empty_mask(triton, scenes, tmp_path, protocol):
+    code = main(["segment", str(scenes["free"]), "--out", str(tmp_path), "--url", url_for(triton, protocol),
+                 "--protocol", protocol])
+    assert code == 0
+    mask, _ = read_band(tmp_path / "free_mask.tif")
+    assert mask.sum() == 0
+
+
+def test_http_and_grpc_agree(triton, scenes, tmp_path):
+    for protocol in ("http", "grpc"):
+        assert main(["segment", str(scenes["strong"]), "--out", str(tmp_path / protocol),
+                     "--url", url_for(triton, protocol), "--protocol", protocol]) == 0
+    a, _ = read_band(tmp_path / "http" / "strong_prob.tif")
+    b, _ = read_band(tmp_path / "grpc" / "strong_prob.tif")
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_small_scene_is_padded(triton, contract_scene, tmp_path):
+    from tests.conftest import random_scene
+
+    path = contract_scene("small.tif", random_scene((6, 64, 90)))
+    assert main(["segment", str(path), "--out", str(tmp_path), "--url", triton.http_url]) == 0
+    mask, profile = read_band(tmp_path / "small_mask.tif")
+    assert mask.shape == (64, 90)
+
+
+def test_unreachable_server_is_a_one_line_error(contract_scene, tmp_path, capsys):
+    port = free_port()
+    code = main(["segment", str(contract_scene()), "--out", str(tmp_path), "--url", f"127.0.0.1:{port}"])
+    assert code == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err.strip()
+    assert "not reachable" in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.glob("*_mask.tif"))
+
+
+@pytest.mark.parametrize("case", ["not_tiff", "three_bands", "no_crs", "missing"])
+def test_bad_input_exits_non_zero_with_one_line(triton, write_geotiff, tmp_path, capsys, case):
+    from tests.conftest import random_scene
+
+    if case == "not_tiff":
+        path = tmp_path / "notes.tif"
+        path.write_text("just text")
+    elif case == "three_bands":
+        path = write_geotiff("rgb.tif", data=random_scene((3, 80, 80)))
+    elif case == "no_crs":
+        path = write_geotiff("nocrs.tif", crs=None, transform=None)
+    else:
+        path = tmp_path / "nowhere.tif"
+    out = tmp_path / "out"
+    code = main(["segment", str(path), "--out", str(out), "--url", triton.http_url])
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("methane-seg: error: bad input:") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_console_script_runs(triton, scenes, tmp_path):
+    """The installed `methane-seg` entry point, as a user runs it."""
+    exe = [sys.executable, "-m", "client.cli"]
+    done = subprocess.run(exe + ["segment", str(scenes["strong"]), "--out", str(tmp_path),
+                                 "--url", triton.grpc_url, "--protocol", "grpc"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "plume pixels" in done.stdout

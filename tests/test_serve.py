@@ -1,0 +1,56 @@
+"""`methane-seg serve` (what `make run` starts): Triton + upload page, stopped cleanly by Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from client.server import free_port
+from tests.conftest import MODEL_REPOSITORY
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(url, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status, r.read()
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
+
+
+def test_serve_starts_both_and_ctrl_c_stops_both(tmp_path):
+    ports = {name: free_port() for name in ("web", "http", "grpc", "metrics")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "serve", "--model-repository", str(MODEL_REPOSITORY),
+         "--port", str(ports["web"]), "--http-port", str(ports["http"]),
+         "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        status, body = wait_for(f"http://127.0.0.1:{ports['web']}/", proc)
+        assert status == 200 and b'type="file"' in body
+        status, _ = wait_for(f"http://127.0.0.1:{ports['http']}/v2/models/methane_seg/ready", proc)
+        assert status == 200
+        status, metrics = wait_for(f"http://127.0.0.1:{ports['metrics']}/metrics", proc)
+        assert b"nv_inference_count" in metrics
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "stopped." in out
+        for port in (ports["web"], ports["http"]):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
