@@ -2,12 +2,14 @@
 
 File names (other tools read them): `<stem>_prob.tif` (float32 0..1, nodata NaN),
 `<stem>_mask.tif` (uint8, 1 = plume, 0 = background, nodata 255 where the input
-was nodata) and `<stem>_overlay.png`.
+was nodata), `<stem>_overlay.png` and `<stem>_plumes.geojson` (plume polygons and
+source points, WGS84).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +112,19 @@ def overlay_png(result, preview: str = "rgb") -> bytes:
     return buf.getvalue()
 
 
-def write_outputs(result, out_dir: str | Path, stem: str | None = None) -> dict[str, Path]:
+def write_geojson(path: Path, result, plumes) -> None:
+    from client.plumes import plumes_geojson
+
+    scene = result.scene
+    properties = {"scene": scene.name, "model": result.model_name, "model_version": result.model_version,
+                  "threshold": result.threshold, "crs": scene.crs.to_string(), "plumes": len(plumes)}
+    path.write_text(json.dumps(plumes_geojson(plumes, properties), separators=(",", ":")))
+
+
+def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=None) -> dict[str, Path]:
+    """Write the probability and mask GeoTIFFs, the overlay PNG and the plumes' GeoJSON."""
+    from client.plumes import find_plumes
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or result.scene.name
@@ -118,8 +132,10 @@ def write_outputs(result, out_dir: str | Path, stem: str | None = None) -> dict[
         "prob": out_dir / f"{stem}_prob.tif",
         "mask": out_dir / f"{stem}_mask.tif",
         "overlay": out_dir / f"{stem}_overlay.png",
+        "geojson": out_dir / f"{stem}_plumes.geojson",
     }
     write_probability(paths["prob"], result)
     write_mask(paths["mask"], result)
     paths["overlay"].write_bytes(overlay_png(result))
+    write_geojson(paths["geojson"], result, find_plumes(result) if plumes is None else plumes)
     return paths

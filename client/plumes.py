@@ -1,0 +1,160 @@
+"""Plume records from a segmentation: polygons, sizes, confidence and the source point.
+
+Each 8-connected group of plume pixels becomes one plume. Its source (where
+the leak is) is the upwind end of the plume: with a wind direction given,
+the end that lies furthest upwind; without one, the end of the plume's long
+axis where the methane signal (the drop of B12 against B11, relative to the
+scene's background) is strongest, since the column is highest near the source
+and dilutes downwind. Coordinates come from the scene's transform and CRS;
+geometries are returned in WGS84 lon/lat (RFC 7946).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from client.contract import BANDS
+
+MIN_PIXELS = 5
+END_FRACTION = 0.15  # share of a plume's pixels, along its axis, that makes up each end
+
+
+@dataclass
+class Plume:
+    id: int
+    pixels: int
+    area_m2: float
+    length_m: float
+    mean_probability: float
+    max_probability: float
+    source_row: float
+    source_col: float
+    source_x: float
+    source_y: float
+    source_lon: float
+    source_lat: float
+    geometry: dict  # GeoJSON geometry in WGS84
+
+    def properties(self) -> dict:
+        d = asdict(self)
+        d.pop("geometry")
+        return d
+
+
+def methane_signal(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Relative drop of B12/B11 against the scene's median ratio (positive where methane absorbs)."""
+    b11 = data[BANDS.index("B11")].astype(np.float32)
+    b12 = data[BANDS.index("B12")].astype(np.float32)
+    ratio = np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
+    background = float(np.median(ratio[valid])) if valid.any() else 1.0
+    return 1.0 - ratio / max(background, 1e-6)
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    from scipy import ndimage
+
+    return ndimage.label(mask.astype(bool), structure=np.ones((3, 3), dtype=int))
+
+
+def _source_end(rows, cols, signal, pixel_size, wind_to_deg):
+    """(row, col) of the upwind end of one plume's pixels."""
+    pts = np.stack([cols.astype(np.float64), rows.astype(np.float64)], axis=1)  # x right, y down
+    centre = pts.mean(axis=0)
+    if wind_to_deg is not None:
+        # Wind direction the plume travels to, degrees clockwise from north; north is -row.
+        rad = math.radians(wind_to_deg)
+        axis = np.array([math.sin(rad), -math.cos(rad)])
+        proj = (pts - centre) @ axis
+        end = proj <= np.quantile(proj, END_FRACTION)
+    else:
+        if len(pts) >= 2:
+            cov = np.cov((pts - centre).T)
+            axis = np.linalg.eigh(cov)[1][:, -1]
+        else:
+            axis = np.array([1.0, 0.0])
+        proj = (pts - centre) @ axis
+        low = proj <= np.quantile(proj, END_FRACTION)
+        high = proj >= np.quantile(proj, 1 - END_FRACTION)
+        end = low if signal[low].mean() >= signal[high].mean() else high
+        if end is high:
+            proj = -proj
+    # The source: the outermost pixels (within 1.5 px along the axis) of the chosen end.
+    tip = end & (proj <= proj[end].min() + 1.5)
+    w = np.clip(signal[tip], 1e-3, None)
+    row = float(np.average(rows[tip], weights=w))
+    col = float(np.average(cols[tip], weights=w))
+    length = float((proj.max() - proj.min() + 1.0) * pixel_size)
+    return row, col, length
+
+
+def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None) -> list[Plume]:
+    """Plume records of a SegmentationResult, largest first."""
+    from rasterio import features
+    from rasterio.warp import transform as warp_transform
+    from rasterio.warp import transform_geom
+
+    scene = result.scene
+    mask = result.mask == 1
+    if not mask.any():
+        return []
+    labels, n = _label(mask)
+    transform = scene.transform
+    pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
+    signal = methane_signal(scene.data, scene.valid)
+    prob = np.nan_to_num(result.probability, nan=0.0)
+    shapes = {}
+    for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
+                                       connectivity=8):
+        shapes.setdefault(int(value), []).append(geom)
+    plumes = []
+    for k in range(1, n + 1):
+        rows, cols = np.nonzero(labels == k)
+        if rows.size < min_pixels:
+            continue
+        src_row, src_col, length = _source_end(rows, cols, signal[rows, cols], pixel_size, wind_to_deg)
+        x, y = transform @ (src_col + 0.5, src_row + 0.5)
+        lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])
+        polys = shapes.get(k, [])
+        geometry = polys[0] if len(polys) == 1 else {
+            "type": "MultiPolygon", "coordinates": [p["coordinates"] for p in polys]}
+        geometry = transform_geom(scene.crs, "EPSG:4326", geometry, precision=7)
+        p = prob[rows, cols]
+        plumes.append(Plume(
+            id=0, pixels=int(rows.size), area_m2=float(rows.size * pixel_size ** 2), length_m=length,
+            mean_probability=float(p.mean()), max_probability=float(p.max()),
+            source_row=src_row, source_col=src_col, source_x=float(x), source_y=float(y),
+            source_lon=float(lon[0]), source_lat=float(lat[0]), geometry=_plain(geometry),
+        ))
+    plumes.sort(key=lambda pl: pl.pixels, reverse=True)
+    for i, pl in enumerate(plumes, start=1):
+        pl.id = i
+    return plumes
+
+
+def _plain(obj):
+    """Tuples -> lists, so the geometry is plain JSON."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def plumes_geojson(plumes: list[Plume], properties: dict | None = None) -> dict:
+    """An RFC 7946 FeatureCollection: one polygon feature per plume and one point per source."""
+    features = []
+    for pl in plumes:
+        props = pl.properties()
+        features.append({"type": "Feature", "id": f"plume-{pl.id}", "geometry": pl.geometry,
+                         "properties": {"kind": "plume", **props}})
+        features.append({"type": "Feature", "id": f"source-{pl.id}",
+                         "geometry": {"type": "Point", "coordinates": [round(pl.source_lon, 7),
+                                                                       round(pl.source_lat, 7)]},
+                         "properties": {"kind": "source", "plume_id": pl.id}})
+    collection = {"type": "FeatureCollection", "features": features}
+    if properties:
+        collection["properties"] = properties
+    return collection

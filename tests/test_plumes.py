@@ -1,0 +1,87 @@
+"""Plume records: components, sizes, source at the upwind end, GeoJSON in WGS84."""
+
+import json
+
+import numpy as np
+import pytest
+from rasterio.warp import transform as warp_transform
+
+from client.contract import BANDS, Scene
+from client.outputs import write_outputs
+from client.plumes import find_plumes, plumes_geojson
+from client.segmenter import SegmentationResult
+from tests.conftest import utm
+
+
+def synthetic_result(source=(40, 30), length=60, wind_to_deg=90.0):
+    """A plume that starts at `source` and widens downwind (east), strongest at the source."""
+    h, w = 128, 160
+    crs, transform = utm()
+    data = np.full((6, h, w), 2000, np.uint16)
+    mask = np.zeros((h, w), np.uint8)
+    prob = np.zeros((h, w), np.float32)
+    r0, c0 = source
+    for d in range(length):
+        half = 1 + d // 12
+        col = c0 + d
+        mask[r0 - half : r0 + half + 1, col] = 1
+        prob[r0 - half : r0 + half + 1, col] = 0.95 - 0.4 * d / length
+        data[BANDS.index("B12"), r0 - half : r0 + half + 1, col] = int(2000 * (1 - 0.08 * (1 - d / length)))
+    mask[100:103, 120:122] = 1  # a second, small plume
+    prob[100:103, 120:122] = 0.6
+    profile = {"crs": crs, "transform": transform, "height": h, "width": w}
+    scene = Scene(data=data, profile=profile, valid=np.ones((h, w), bool), name="synthetic")
+    return SegmentationResult(scene, prob, mask, 0.5, "methane_seg", "1")
+
+
+def test_components_sizes_and_source_without_wind():
+    result = synthetic_result()
+    plumes = find_plumes(result)
+    assert [p.pixels for p in plumes] == [int(result.mask[:, :100].sum()), 6]
+    main = plumes[0]
+    assert abs(main.source_row - 40) <= 2 and abs(main.source_col - 30) <= 2
+    assert main.area_m2 == pytest.approx(main.pixels * 400)
+    assert main.length_m == pytest.approx(60 * 20, rel=0.05)
+    assert 0.5 < main.mean_probability < main.max_probability <= 0.95 + 1e-6
+    crs, transform = utm()
+    x, y = transform * (30.5, 40.5)
+    lon, lat = warp_transform(crs, "EPSG:4326", [x], [y])
+    assert main.source_lon == pytest.approx(lon[0], abs=1e-3) and main.source_lat == pytest.approx(lat[0], abs=1e-3)
+
+
+def test_wind_direction_picks_the_upwind_end():
+    result = synthetic_result()
+    # Told the wind blows to the west, the source is the east end.
+    main = find_plumes(result, wind_to_deg=270.0)[0]
+    assert main.source_col > 80
+    main = find_plumes(result, wind_to_deg=90.0)[0]
+    assert abs(main.source_col - 30) <= 2
+
+
+def test_min_pixels_drops_specks():
+    assert len(find_plumes(synthetic_result(), min_pixels=7)) == 1
+
+
+def test_no_plume_no_records():
+    result = synthetic_result()
+    result.mask[:] = 0
+    assert find_plumes(result) == []
+
+
+def test_geojson_is_rfc7946(tmp_path):
+    result = synthetic_result()
+    paths = write_outputs(result, tmp_path)
+    doc = json.loads(paths["geojson"].read_text())
+    assert doc["type"] == "FeatureCollection"
+    kinds = [f["properties"]["kind"] for f in doc["features"]]
+    assert kinds == ["plume", "source", "plume", "source"]
+    for f in doc["features"]:
+        assert f["type"] == "Feature"
+        coords = np.array(f["geometry"]["coordinates"][0] if f["geometry"]["type"] == "Polygon"
+                          else [f["geometry"]["coordinates"]], dtype=float)
+        assert (-180 <= coords[:, 0]).all() and (coords[:, 0] <= 180).all()
+        assert (-90 <= coords[:, 1]).all() and (coords[:, 1] <= 90).all()
+        if f["geometry"]["type"] == "Polygon":
+            ring = coords
+            assert (ring[0] == ring[-1]).all()
+    assert plumes_geojson([])["features"] == []
