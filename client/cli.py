@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("training.cli:simulate_main", "simulate Sentinel-2 scenes with methane plumes"),
     "train": ("training.cli:train_main", "train the segmentation model"),
     "export": ("export.cli:export_main", "export a checkpoint to ONNX and the Triton model repository"),
+    "evaluate": ("training.evaluate:evaluate_main", "score predictions against simulated truth"),
 }
 
 
@@ -37,7 +38,7 @@ def segment_parser() -> argparse.ArgumentParser:
         description="Segment methane plumes in a Sentinel-2 L1C GeoTIFF (bands B2 B3 B4 B8 B11 B12, "
         "uint16 reflectance x 10000) with the model served by Triton.",
     )
-    p.add_argument("scene", help="input GeoTIFF")
+    p.add_argument("scenes", nargs="+", metavar="SCENE", help="input GeoTIFF(s)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--url", default=os.environ.get("TRITON_URL"),
                    help="Triton host:port (default localhost:8000 for http, localhost:8001 for grpc; env TRITON_URL)")
@@ -51,15 +52,29 @@ def segment_parser() -> argparse.ArgumentParser:
 
 def segment_main(argv: list[str]) -> int:
     args = segment_parser().parse_args(argv)
-    from client.contract import ContractError
     from client.outputs import write_outputs
-    from client.segmenter import InferenceFailed, Segmenter, TritonUnavailable
+    from client.segmenter import Segmenter
+
+    segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
+                          concurrency=args.concurrency, timeout=args.timeout)
+    worst = 0
+    for scene in args.scenes:
+        code = _segment_one(segmenter, scene, args.out, write_outputs, quiet=len(args.scenes) > 1)
+        if code == EXIT_UNAVAILABLE:
+            return code
+        worst = max(worst, code)
+    return worst
+
+
+def _segment_one(segmenter, scene: str, out: str, write_outputs, quiet: bool) -> int:
+    from client.contract import ContractError
+    from client.plumes import find_plumes
+    from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
-        segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
-                              concurrency=args.concurrency, timeout=args.timeout)
-        result = segmenter.segment(args.scene)
-        paths = write_outputs(result, args.out)
+        result = segmenter.segment(scene)
+        plumes = find_plumes(result)
+        paths = write_outputs(result, out, plumes=plumes)
     except ContractError as exc:
         return _fail(f"bad input: {exc}", EXIT_BAD_INPUT)
     except TritonUnavailable as exc:
@@ -68,10 +83,14 @@ def segment_main(argv: list[str]) -> int:
         return _fail(str(exc), EXIT_FAILED)
     except OSError as exc:
         return _fail(f"cannot write outputs: {exc}", EXIT_BAD_INPUT)
-    print(f"{result.scene.name}: {result.plume_pixels} plume pixels "
+    print(f"{result.scene.name}: {result.plume_pixels} plume pixels, {len(plumes)} plume(s) "
           f"({result.timings['tiles']} tiles, {result.timings['inference_s']:.2f} s)")
-    for path in paths.values():
-        print(f"  {path}")
+    if not quiet:
+        for pl in plumes:
+            print(f"  plume {pl.id}: {pl.pixels} px, {pl.area_m2 / 1e4:.1f} ha, max p {pl.max_probability:.2f}, "
+                  f"source lon {pl.source_lon:.5f} lat {pl.source_lat:.5f}")
+        for path in paths.values():
+            print(f"  {path}")
     return 0
 
 

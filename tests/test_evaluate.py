@@ -1,0 +1,72 @@
+"""`methane-seg evaluate` on simulated truth and prediction GeoTIFFs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from client.cli import main
+from training.simulate import simulate_scene, write_sim_scene
+
+
+@pytest.fixture(scope="module")
+def truth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("truth")
+    write_sim_scene(out, "a", simulate_scene(seed=2_000_001, size=128, n_sources=1, q_kg_h=8000, wind_ms=3, clouds=False))
+    write_sim_scene(out, "b", simulate_scene(seed=2_000_002, size=128, n_sources=0))
+    write_sim_scene(out, "c", simulate_scene(seed=2_000_003, size=128, n_sources=1, q_kg_h=500, wind_ms=5))
+    return out
+
+
+def perfect_predictions(truth_dir, pred_dir):
+    pred_dir.mkdir()
+    for mask_path in truth_dir.glob("*_mask.tif"):
+        stem = mask_path.name[: -len("_mask.tif")]
+        shutil.copy(mask_path, pred_dir / mask_path.name)
+        with rasterio.open(mask_path) as src:
+            profile = src.profile
+            profile.update(dtype="float32", nodata=None)
+            with rasterio.open(pred_dir / f"{stem}_prob.tif", "w", **profile) as dst:
+                dst.write(src.read(1).astype(np.float32), 1)
+
+
+def test_perfect_predictions_score_one(truth_dir, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    perfect_predictions(truth_dir, pred)
+    assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(pred), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["all"]["pooled_iou"] == 1.0 and report["all"]["seed_ap"] == 1.0
+    assert report["all"]["detection"]["false_positive_rate"] == 0.0
+    assert report["by_q_bin"][">10000"]["plumes"] == 0 and report["by_q_bin"]["3000-10000"]["plumes"] == 1
+    assert "IoU" in capsys.readouterr().out
+
+
+def test_empty_predictions_score_zero(truth_dir, tmp_path):
+    pred = tmp_path / "pred"
+    perfect_predictions(truth_dir, pred)
+    for path in pred.glob("*.tif"):
+        with rasterio.open(path, "r+") as ds:
+            ds.write(np.zeros((ds.height, ds.width), ds.dtypes[0]), 1)
+    assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(pred), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["all"]["pooled_iou"] == 0.0 and report["all"]["detection"]["recall"] == 0.0
+
+
+def test_missing_prediction_is_a_clear_error(truth_dir, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    perfect_predictions(truth_dir, pred)
+    (pred / "a_prob.tif").unlink()
+    assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(pred)]) == 2
+    assert "missing file" in capsys.readouterr().err
+
+
+def test_grid_mismatch_is_a_clear_error(truth_dir, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    perfect_predictions(truth_dir, pred)
+    with rasterio.open(pred / "a_prob.tif", "r+") as ds:
+        t = ds.transform
+        ds.transform = rasterio.Affine(t.a, t.b, t.c + 100, t.d, t.e, t.f)
+    assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(pred)]) == 2
+    assert "not on the truth's grid" in capsys.readouterr().err
