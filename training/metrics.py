@@ -29,7 +29,7 @@ Q_BINS = (("<1000", 0.0, 1000.0), ("1000-3000", 1000.0, 3000.0),
           ("3000-10000", 3000.0, 10000.0), (">10000", 10000.0, float("inf")))
 
 
-def confusion(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
+def pixel_confusion(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
     """(TP, FP, FN) of the plume class for binary arrays."""
     t = np.asarray(truth).astype(bool)
     p = np.asarray(pred).astype(bool)
@@ -38,7 +38,7 @@ def confusion(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
 
 
 def iou(truth: np.ndarray, pred: np.ndarray, empty: float = 1.0) -> float:
-    tp, fp, fn = confusion(truth, pred)
+    tp, fp, fn = pixel_confusion(truth, pred)
     denom = tp + fp + fn
     return tp / denom if denom else empty
 
@@ -86,7 +86,7 @@ class SceneScore:
 
 
 def score_scene(name: str, truth: np.ndarray, prob: np.ndarray, mask: np.ndarray) -> SceneScore:
-    tp, fp, fn = confusion(truth, mask)
+    tp, fp, fn = pixel_confusion(truth, mask)
     return SceneScore(name, tp, fp, fn, iou(truth, mask), average_precision(truth, prob),
                       int(np.count_nonzero(truth)), int(np.count_nonzero(mask)))
 
@@ -154,3 +154,35 @@ def summarise(scores: list[SceneScore], pooled_ap: float | None = None) -> dict:
         "pooled_pixel_ap": float("nan") if pooled_ap is None else pooled_ap,
         "detection": detection_summary(scores),
     }
+
+
+# -- threshold choice on the validation split (used by training) --------------
+
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 3)
+
+
+def confusion(prob: np.ndarray, mask: np.ndarray, thresholds=THRESHOLDS) -> np.ndarray:
+    """(T, 3) counts of TP, FP, FN for each threshold (prob, mask: any matching shape)."""
+    p = prob.reshape(-1)
+    m = mask.reshape(-1).astype(bool)
+    out = np.zeros((len(thresholds), 3), np.int64)
+    for k, t in enumerate(thresholds):
+        pred = p >= t
+        tp = int(np.count_nonzero(pred & m))
+        out[k] = (tp, int(np.count_nonzero(pred)) - tp, int(np.count_nonzero(m)) - tp)
+    return out
+
+
+def scores(tp, fp, fn) -> dict:
+    iou = tp / max(tp + fp + fn, 1)
+    prec = tp / max(tp + fp, 1)
+    rec = tp / max(tp + fn, 1)
+    f1 = 2 * prec * rec / max(prec + rec, 1e-12)
+    return {"iou": float(iou), "precision": float(prec), "recall": float(rec), "f1": float(f1)}
+
+
+def best_threshold(conf: np.ndarray, thresholds=THRESHOLDS) -> tuple[float, dict]:
+    """Threshold maximising pixel IoU over the whole validation set, and the scores there."""
+    ious = [scores(*c)["iou"] for c in conf]
+    k = int(np.argmax(ious))
+    return float(thresholds[k]), scores(*conf[k])
