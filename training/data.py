@@ -1,0 +1,63 @@
+"""Load simulated scenes (tif + mask) into memory and draw augmented training crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def list_scenes(folder) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("*.tif") if not p.name.endswith("_mask.tif"))
+
+
+def load_scenes(folder, limit: int | None = None):
+    """(N, 6, H, W) uint16 in BANDS order and (N, H, W) uint8 masks (scenes must share one size)."""
+    import rasterio
+
+    from client.contract import read_scene
+
+    paths = list_scenes(folder)[:limit]
+    if not paths:
+        raise FileNotFoundError(f"no scenes (*.tif) in {folder}")
+    xs, ys = [], []
+    for p in paths:
+        xs.append(read_scene(p).data)
+        with rasterio.open(p.with_name(p.stem + "_mask.tif")) as ds:
+            ys.append(ds.read(1))
+    return np.stack(xs), np.stack(ys).astype(np.uint8)
+
+
+class CropSampler:
+    """Random crops with flips / 90-degree rotations; half the crops are centred near plume pixels."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, crop: int, seed: int = 0, plume_frac: float = 0.5):
+        self.x, self.y, self.crop = x, y, int(min(crop, x.shape[-1], x.shape[-2]))
+        self.rng = np.random.default_rng(seed)
+        self.plume_frac = plume_frac
+        self.with_plume = np.flatnonzero(y.reshape(len(y), -1).max(1) > 0)
+
+    def batch(self, b: int):
+        H, W = self.x.shape[-2:]
+        c = self.crop
+        xb = np.empty((b, self.x.shape[1], c, c), np.float32)
+        yb = np.empty((b, 1, c, c), np.float32)
+        for k in range(b):
+            if len(self.with_plume) and self.rng.random() < self.plume_frac:
+                i = int(self.rng.choice(self.with_plume))
+                rr, cc = np.nonzero(self.y[i])
+                j = int(self.rng.integers(len(rr)))
+                r0 = int(np.clip(rr[j] - self.rng.integers(0, c), 0, H - c))
+                c0 = int(np.clip(cc[j] - self.rng.integers(0, c), 0, W - c))
+            else:
+                i = int(self.rng.integers(len(self.x)))
+                r0, c0 = int(self.rng.integers(0, H - c + 1)), int(self.rng.integers(0, W - c + 1))
+            xs = self.x[i, :, r0:r0 + c, c0:c0 + c]
+            ys = self.y[i, r0:r0 + c, c0:c0 + c]
+            kr = int(self.rng.integers(4))
+            xs, ys = np.rot90(xs, kr, axes=(1, 2)), np.rot90(ys, kr)
+            if self.rng.random() < 0.5:
+                xs, ys = xs[:, :, ::-1], ys[:, ::-1]
+            xb[k] = xs
+            yb[k, 0] = ys
+        return xb, yb

@@ -1,0 +1,78 @@
+"""The segmentation network: a small smp U-Net behind an input-normalising wrapper.
+
+The wrapper takes the raw contract input (uint16 reflectance x 10000, any
+float/int dtype) and does everything in the graph, so the exported ONNX file
+needs no pre-processing: /10000, a B12/B11 log-ratio channel (the methane
+signal), per-channel (x - mean) / std with statistics from the training data.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from client.contract import BANDS
+
+I11, I12 = BANDS.index("B11"), BANDS.index("B12")
+N_IN = len(BANDS) + 1  # six bands + log(B12/B11)
+RATIO_EPS = 1e-3
+
+DEFAULT_ARCH = {
+    "arch": "Unet",
+    "encoder_name": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [64, 32, 16],
+}
+
+
+def build_net(arch: dict) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    a = dict(arch)
+    cls = getattr(smp, a.pop("arch"))
+    if "decoder_channels" in a:
+        a["decoder_channels"] = tuple(a["decoder_channels"])
+    return cls(in_channels=N_IN, classes=1, encoder_weights=None, **a)
+
+
+def features(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6, H, W) reflectance x 10000 -> (N, 7, H, W) reflectance + log(B12/B11)."""
+    x = x.float() * (1.0 / 10000.0)
+    lr = torch.log((x[:, I12:I12 + 1] + RATIO_EPS) / (x[:, I11:I11 + 1] + RATIO_EPS))
+    return torch.cat([x, lr], dim=1)
+
+
+class PlumeNet(nn.Module):
+    """Raw uint16-valued input -> plume logits (N, 1, H, W)."""
+
+    def __init__(self, arch: dict | None = None, mean=None, std=None):
+        super().__init__()
+        self.arch = dict(arch or DEFAULT_ARCH)
+        self.net = build_net(self.arch)
+        mean = torch.zeros(N_IN) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.ones(N_IN) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        self.register_buffer("mean", mean.reshape(1, N_IN, 1, 1).clone())
+        self.register_buffer("std", std.reshape(1, N_IN, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (features(x) - self.mean) / self.std
+        return self.net(z)
+
+
+class ProbabilityModel(nn.Module):
+    """What is exported: reflectance -> probability (sigmoid folded in)."""
+
+    def __init__(self, model: PlumeNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, reflectance: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(reflectance))
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[PlumeNet, dict]:
+    ck = torch.load(path, map_location=map_location, weights_only=False)
+    m = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"])
+    m.load_state_dict(ck["model"])
+    m.eval()
+    return m, ck

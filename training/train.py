@@ -1,0 +1,170 @@
+"""Train the plume segmenter on simulated scenes.
+
+    methane-seg train --data DIR --out DIR [--epochs E --batch-size B --lr LR --crop C
+                      --seed S --device auto|cpu|cuda --resume]
+
+DIR holds train/ and val/ folders written by `methane-seg simulate`.
+Loss: BCE + soft Dice. Augmentation: flips and 90-degree rotations only.
+Checkpoints in --out: last.pt (every epoch) and best.pt (best validation IoU),
+each with the model state, normalisation statistics, architecture, the mask
+threshold chosen on validation (maximising IoU) and the validation metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.data import CropSampler, load_scenes
+from training.metrics import THRESHOLDS, best_threshold, confusion
+from training.model import DEFAULT_ARCH, PlumeNet, features
+
+ARCH = {
+    "arch": "Unet",
+    "encoder_name": "efficientnet-b0",
+    "encoder_depth": 3,
+    "decoder_channels": [48, 24, 12],
+}
+
+
+def norm_stats(x: np.ndarray, n: int = 200) -> tuple[list, list]:
+    """Per-channel mean / std of the model's input features over up to n scenes."""
+    idx = np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)
+    with torch.no_grad():
+        f = features(torch.from_numpy(x[idx, :, ::4, ::4].astype(np.float32)))
+    mean = f.mean(dim=(0, 2, 3))
+    std = f.std(dim=(0, 2, 3)).clamp_min(1e-4)
+    return mean.tolist(), std.tolist()
+
+
+def dice_bce(logits, target):
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum()
+    dice = 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
+    return bce + dice
+
+
+@torch.no_grad()
+def evaluate(model, x, y, device, batch=8):
+    model.eval()
+    conf = np.zeros((len(THRESHOLDS), 3), np.int64)
+    free_max = []  # max probability on each plume-free scene
+    for i in range(0, len(x), batch):
+        xb = torch.from_numpy(x[i:i + batch].astype(np.float32)).to(device)
+        prob = torch.sigmoid(model(xb)).cpu().numpy()[:, 0]
+        yb = y[i:i + batch]
+        conf += confusion(prob, yb)
+        for p, m in zip(prob, yb):
+            if not m.any():
+                free_max.append(float(p.max()))
+    thr, sc = best_threshold(conf)
+    free_max = np.array(free_max)
+    sc["threshold"] = thr
+    sc["free_scene_fp_rate"] = float((free_max >= thr).mean()) if len(free_max) else 0.0
+    sc["val_scenes"] = int(len(x))
+    return sc
+
+
+def save(path, model, opt, sched, epoch, step, best, metrics, args, n_train):
+    torch.save({
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "best_iou": best,
+        "arch": model.arch,
+        "norm_mean": model.mean.flatten().tolist(),
+        "norm_std": model.std.flatten().tolist(),
+        "threshold": metrics.get("threshold", 0.5),
+        "val_metrics": metrics,
+        "trained_scenes": n_train,
+        "args": vars(args),
+    }, path)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="methane-seg train", description="train the plume segmentation model")
+    p.add_argument("--data", required=True, type=Path, help="folder with train/ and val/ scenes")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint folder")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the training scenes")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--max-train", type=int, default=0, help="use at most this many training scenes (0: all)")
+    p.add_argument("--max-val", type=int, default=0, help="use at most this many validation scenes (0: all)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    a = p.parse_args(argv)
+
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
+    a.out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.time()
+    xt, yt = load_scenes(a.data / "train", a.max_train or None)
+    xv, yv = load_scenes(a.data / "val", a.max_val or None)
+    print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
+
+    mean, std = norm_stats(xt)
+    model = PlumeNet(ARCH, mean, std).to(device)
+    spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
+    total = a.epochs * spe
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
+    start_epoch, step, best = 0, 0, -1.0
+    last = a.out / "last.pt"
+    if a.resume and last.exists():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        model = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"]).to(device)
+        model.load_state_dict(ck["model"])
+        opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+        opt.load_state_dict(ck["optimizer"])
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_iou"]
+        print(f"resumed from {last} at epoch {start_epoch}", flush=True)
+
+    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch)
+    history = []
+    for epoch in range(start_epoch, a.epochs):
+        model.train()
+        run = 0.0
+        bar = tqdm(range(spe), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=5)
+        for i in bar:
+            xb, yb = sampler.batch(a.batch_size)
+            xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
+            loss = dice_bce(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step < total:
+                sched.step()
+            step += 1
+            run = 0.95 * run + 0.05 * loss.item() if i else loss.item()
+            bar.set_postfix(loss=f"{run:.3f}")
+        metrics = evaluate(model, xv, yv, device)
+        metrics.update(epoch=epoch + 1, loss=run, minutes=(time.time() - t0) / 60)
+        history.append(metrics)
+        print(json.dumps(metrics), flush=True)
+        save(last, model, opt, sched, epoch, step, best, metrics, a, len(xt))
+        if metrics["iou"] > best:
+            best = metrics["iou"]
+            save(a.out / "best.pt", model, opt, sched, epoch, step, best, metrics, a, len(xt))
+        with open(a.out / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+    print(f"done in {(time.time() - t0) / 60:.1f} min; best val IoU {best:.3f}", flush=True)
+    return 0
