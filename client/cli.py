@@ -21,6 +21,8 @@ EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_FAILED = 4
 
+TRAINING_DEPENDENCIES = {"torch", "torchvision", "segmentation_models_pytorch", "onnx", "timm"}
+
 # name -> ("module:function", help); each function takes argv (list) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("client.cli:segment_main", "segment a scene on a Triton server"),
@@ -28,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("training.cli:simulate_main", "simulate Sentinel-2 scenes with methane plumes"),
     "train": ("training.cli:train_main", "train the segmentation model"),
     "export": ("export.cli:export_main", "export a checkpoint to ONNX and the Triton model repository"),
+    "baseline": ("training.baseline:baseline_main", "classical B12/B11-ratio segmenter (same outputs as segment)"),
     "evaluate": ("training.evaluate:evaluate_main", "score predictions against simulated truth"),
 }
 
@@ -117,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name = COMMANDS[name][0].split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        return _fail(f"`{name}` needs the training extra ({exc.name} is missing): "
-                     "pip install 'methane-seg[train]'", EXIT_BAD_INPUT)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in TRAINING_DEPENDENCIES:
+            return _fail(f"`{name}` needs the training extra ({exc.name} is missing): "
+                         "pip install 'methane-seg[train]'", EXIT_BAD_INPUT)
+        raise
     try:
         return int(getattr(module, func_name)(rest) or 0)
     except KeyboardInterrupt:
