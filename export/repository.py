@@ -1,33 +1,51 @@
-"""Lay out a Triton model repository for an exported segmenter.
+"""Lay out a Triton model repository for an exported segmenter, for one serving target.
 
-One folder per model, `config.pbtxt` beside the version folders, as in
+One folder per model, `config.pbtxt` beside numbered version folders, as in
 Triton's tutorials:
 
     model_repository/
       methane_seg/
         config.pbtxt
         1/model.onnx      the exported graph (uint16 reflectance in, probability out)
-        1/model.py        Python-backend model running onnxruntime (CPU target)
+        1/model.py        Python-backend model running onnxruntime (`cpu` target only)
         1/metadata.json   bands, tile size, threshold, metrics
+        2/...             a newer version; version_policy says which are served
 
-The `cpu` target serves the ONNX file through Triton's Python backend, the
-only backend that the pip-installed server (nvidia-pytriton) carries.
+Targets:
+- `cpu`: the Python backend running the onnxruntime package. The only backend
+  that the pip-installed server (nvidia-pytriton) carries; `make run` uses it.
+- `onnxruntime`: Triton's native onnxruntime backend in NVIDIA's container, on
+  GPU (KIND_GPU) with the TensorRT execution accelerator (FP16, engine cache),
+  or on CPU with `--kind cpu`.
+- `tensorrt`: a TensorRT plan (`model.plan`, built by `methane-seg export --trt`
+  with the server's own TensorRT version) on the native tensorrt_plan backend.
+
+    methane-seg repository --target onnxruntime --out model_repository_gpu \
+        [--from model_repository/methane_seg/1] [--new-version]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 MODEL_NAME = "methane_seg"
 TEMPLATES = Path(__file__).parent / "templates"
+TARGETS = ("cpu", "onnxruntime", "tensorrt")
 
-CPU_CONFIG = """\
-# methane_seg: plume probability for fixed-size tiles of Sentinel-2 L1C reflectance.
-# Written by export/repository.py from {metadata_name}; edit the exporter, not this file.
+# Dynamic batching: on CPU a batch costs the same per tile, so the queue delay
+# is kept short (it only adds latency); on a GPU a batch is cheaper per tile,
+# so a longer wait that fills preferred batch sizes pays for itself.
+QUEUE_DELAY_US = {"cpu": 2000, "onnxruntime": 5000, "tensorrt": 5000}
+
+HEADER = """\
+# {name}: plume probability for fixed-size tiles of Sentinel-2 L1C reflectance ({target} target).
+# Written by export/repository.py from metadata.json; change the exporter, not this file.
 name: "{name}"
-backend: "python"
+{backend_line}
 max_batch_size: {max_batch_size}
 
 input [
@@ -45,71 +63,183 @@ output [
   }}
 ]
 
-# Requests of the same tile shape are merged into one onnxruntime run.
-# A short queue delay: on CPU a batch costs the same per tile, so waiting buys little.
+# Serve the newest version only; adding version N+1 and reloading swaps it in.
+version_policy: {{ latest: {{ num_versions: 1 }} }}
+
+# Requests of the same tile shape are merged into one run (max_queue_delay_microseconds:
+# how long the first request may wait for others).
 dynamic_batching {{
-  max_queue_delay_microseconds: {queue_delay_us}
+{preferred}  max_queue_delay_microseconds: {queue_delay_us}
 }}
 
 instance_group [
   {{
     count: {instances}
-    kind: KIND_CPU
+    kind: {kind}
   }}
 ]
 
-parameters: {{ key: "threshold" value: {{ string_value: "{threshold}" }} }}
-parameters: {{ key: "tile_size" value: {{ string_value: "{tile}" }} }}
-parameters: {{ key: "intra_op_threads" value: {{ string_value: "{threads}" }} }}
-parameters: {{ key: "onnx_file" value: {{ string_value: "model.onnx" }} }}
+# One warm-up run before the model reports ready.
+model_warmup [
+  {{
+    name: "zeros_batch_1"
+    batch_size: 1
+    inputs {{
+      key: "{input_name}"
+      value: {{ data_type: TYPE_UINT16 dims: [ {bands}, {tile}, {tile} ] zero_data: true }}
+    }}
+  }}
+]
 """
 
+TRT_ACCELERATOR = """
+# TensorRT execution accelerator inside onnxruntime: FP16 engines, cached across restarts.
+optimization {{
+  execution_accelerators {{
+    gpu_execution_accelerator : [ {{
+      name : "tensorrt"
+      parameters {{ key: "precision_mode" value: "{precision}" }}
+      parameters {{ key: "max_workspace_size_bytes" value: "2147483648" }}
+      parameters {{ key: "trt_engine_cache_enable" value: "1" }}
+      parameters {{ key: "trt_engine_cache_path" value: "/tmp/trt_cache" }}
+    }} ]
+  }}
+}}
+"""
 
-def render_cpu_config(
+PARAMETER = 'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+
+
+def render_config(
     metadata: dict,
+    target: str = "cpu",
     *,
     name: str = MODEL_NAME,
     max_batch_size: int = 16,
-    queue_delay_us: int = 2000,
+    queue_delay_us: int | None = None,
     instances: int = 1,
     threads: int = 2,
+    kind: str | None = None,
+    trt_precision: str = "FP16",
 ) -> str:
-    return CPU_CONFIG.format(
-        metadata_name="metadata.json",
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    kind = kind or ("cpu" if target == "cpu" else "gpu")
+    backend_line = {
+        "cpu": 'backend: "python"',
+        "onnxruntime": 'backend: "onnxruntime"\ndefault_model_filename: "model.onnx"',
+        "tensorrt": 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"',
+    }[target]
+    preferred = "" if target == "cpu" else f"  preferred_batch_size: [ {max_batch_size // 2}, {max_batch_size} ]\n"
+    text = HEADER.format(
         name=name,
+        target=target,
+        backend_line=backend_line,
         max_batch_size=max_batch_size,
         input_name=metadata["input"]["name"],
         output_name=metadata["output"]["name"],
         bands=len(metadata["bands"]),
         tile=int(metadata["tile_size"]),
-        queue_delay_us=queue_delay_us,
+        preferred=preferred,
+        queue_delay_us=QUEUE_DELAY_US[target] if queue_delay_us is None else queue_delay_us,
         instances=instances,
-        threads=threads,
-        threshold=float(metadata["threshold"]),
+        kind="KIND_CPU" if kind == "cpu" else "KIND_GPU",
     )
+    if target == "onnxruntime" and kind == "gpu":
+        text += TRT_ACCELERATOR.format(precision=trt_precision)
+    text += "\n" + PARAMETER.format(key="threshold", value=float(metadata["threshold"]))
+    text += PARAMETER.format(key="tile_size", value=int(metadata["tile_size"]))
+    if target == "cpu":
+        text += PARAMETER.format(key="intra_op_threads", value=threads)
+        text += PARAMETER.format(key="onnx_file", value="model.onnx")
+    return text
+
+
+def render_cpu_config(metadata: dict, **options) -> str:
+    return render_config(metadata, "cpu", **options)
+
+
+def versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def write_model_repository(
     repo_dir: str | Path,
-    onnx_path: str | Path,
+    onnx_path: str | Path | None,
     metadata: dict,
     *,
     name: str = MODEL_NAME,
-    version: int = 1,
+    version: int | None = 1,
+    target: str = "cpu",
+    plan_path: str | Path | None = None,
     **config_options,
 ) -> Path:
-    """Write `repo_dir/name/` (config.pbtxt, version folder with ONNX, model.py, metadata).
+    """Write `repo_dir/name/`: config.pbtxt and a version folder with the model files.
 
-    Returns the model folder.
+    version=None adds a new version after the highest one present. Returns the
+    version folder's parent (the model folder).
     """
     model_dir = Path(repo_dir) / name
+    if version is None:
+        version = (versions(model_dir) or [0])[-1] + 1
     version_dir = model_dir / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = Path(onnx_path)
-    target = version_dir / "model.onnx"
-    if onnx_path.resolve() != target.resolve():
-        shutil.copyfile(onnx_path, target)
-    shutil.copyfile(TEMPLATES / "model.py", version_dir / "model.py")
-    (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    (model_dir / "config.pbtxt").write_text(render_cpu_config(metadata, name=name, **config_options))
+    if target == "tensorrt":
+        if plan_path is None or not Path(plan_path).is_file():
+            raise FileNotFoundError("the tensorrt target needs a plan: build it with `methane-seg export --trt`")
+        shutil.copyfile(plan_path, version_dir / "model.plan")
+    else:
+        _copy(Path(onnx_path), version_dir / "model.onnx")
+    if target == "cpu":
+        shutil.copyfile(TEMPLATES / "model.py", version_dir / "model.py")
+    meta = dict(metadata, version=version, target=target)
+    (version_dir / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp = model_dir / "config.pbtxt.tmp"
+    tmp.write_text(render_config(metadata, target, name=name, **config_options))
+    tmp.replace(model_dir / "config.pbtxt")
     return model_dir
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.resolve() == dst.resolve():
+        return
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)  # a server polling the repository never sees half a file
+
+
+def repository_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="methane-seg repository",
+                                description="lay out a Triton model repository for a serving target")
+    p.add_argument("--target", choices=TARGETS, default="cpu")
+    p.add_argument("--from", dest="source", type=Path, default=Path("model_repository") / MODEL_NAME / "1",
+                   help="a version folder with model.onnx and metadata.json (default: the committed model)")
+    p.add_argument("--out", type=Path, required=True, help="repository folder to write")
+    p.add_argument("--plan", type=Path, help="TensorRT plan for --target tensorrt")
+    p.add_argument("--kind", choices=["cpu", "gpu"], help="instance kind (default: cpu for cpu, gpu otherwise)")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per instance (cpu target)")
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--queue-delay-us", type=int, help="dynamic batching max_queue_delay_microseconds")
+    p.add_argument("--new-version", action="store_true", help="add a version after the highest present")
+    a = p.parse_args(argv)
+    onnx_path, meta_path = a.source / "model.onnx", a.source / "metadata.json"
+    for path in (onnx_path, meta_path):
+        if not path.is_file():
+            print(f"methane-seg: error: missing {path}", file=sys.stderr)
+            return 2
+    metadata = json.loads(meta_path.read_text())
+    for key in ("version", "target"):
+        metadata.pop(key, None)
+    try:
+        model_dir = write_model_repository(
+            a.out, onnx_path, metadata, version=None if a.new_version else 1, target=a.target,
+            plan_path=a.plan, kind=a.kind, instances=a.instances, threads=a.threads,
+            max_batch_size=a.max_batch_size, queue_delay_us=a.queue_delay_us)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"methane-seg: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {model_dir} ({a.target}, versions {versions(model_dir)})")
+    return 0

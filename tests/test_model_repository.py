@@ -76,3 +76,44 @@ def test_writer_renders_a_parsable_config(tmp_path):
     model_dir = write_model_repository(tmp_path / "repo", onnx_file, meta)
     assert {p.name for p in (model_dir / "1").iterdir()} == {"model.onnx", "model.py", "metadata.json"}
     assert parse_config(model_dir / "config.pbtxt").name == "methane_seg"
+
+
+META = {"bands": list(BANDS), "input": {"name": "reflectance"}, "output": {"name": "probability"},
+        "tile_size": 256, "threshold": 0.42}
+
+
+@pytest.mark.parametrize("target", ["cpu", "onnxruntime", "tensorrt"])
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_every_target_renders_a_valid_config(target, kind):
+    from export.repository import render_config
+
+    config = text_format.Parse(render_config(META, target, kind=kind), model_config_pb2.ModelConfig())
+    assert config.max_batch_size == 16 and config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert config.version_policy.latest.num_versions == 1
+    assert config.model_warmup[0].inputs["reflectance"].zero_data
+    assert list(config.input[0].dims) == [6, 256, 256] and config.input[0].data_type == model_config_pb2.TYPE_UINT16
+    expected_kind = model_config_pb2.ModelInstanceGroup.KIND_CPU if kind == "cpu" else model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert config.instance_group[0].kind == expected_kind
+    if target == "cpu":
+        assert config.backend == "python"
+    elif target == "onnxruntime":
+        assert config.backend == "onnxruntime" and config.default_model_filename == "model.onnx"
+        accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+        assert (len(accelerators) == 1 and accelerators[0].name == "tensorrt") if kind == "gpu" else not accelerators
+    else:
+        assert config.platform == "tensorrt_plan" and config.default_model_filename == "model.plan"
+
+
+def test_repository_command_lays_out_targets_and_versions(tmp_path, capsys):
+    from client.cli import main
+
+    source = sorted((MODEL_REPOSITORY / "methane_seg").glob("[0-9]*"))[-1]
+    out = tmp_path / "repo"
+    assert main(["repository", "--target", "onnxruntime", "--from", str(source), "--out", str(out)]) == 0
+    assert (out / "methane_seg" / "1" / "model.onnx").is_file()
+    assert not (out / "methane_seg" / "1" / "model.py").exists()
+    assert main(["repository", "--target", "cpu", "--from", str(source), "--out", str(out), "--new-version"]) == 0
+    assert sorted(p.name for p in (out / "methane_seg").iterdir() if p.is_dir()) == ["1", "2"]
+    assert parse_config(out / "methane_seg" / "config.pbtxt").backend == "python"
+    assert main(["repository", "--target", "tensorrt", "--from", str(source), "--out", str(out)]) == 2
+    assert "needs a plan" in capsys.readouterr().err
