@@ -42,9 +42,10 @@ def scenes(tmp_path_factory):
     out = tmp_path_factory.mktemp("scenes")
     paths = {
         "strong": write_sim_scene(out, "strong", simulate_scene(
-            seed=2_000_101, size=384, n_sources=1, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)),
+            seed=2_000_101, size=384, n_sources=1, q_kg_h=10_000.0, wind_ms=3.0, clouds=False,
+            surface="bright_soil")),
         "free": write_sim_scene(out, "free", simulate_scene(
-            seed=2_000_202, size=256, n_sources=0, clouds=False)),
+            seed=2_000_202, size=256, n_sources=0, clouds=False, surface="sparse_vegetation")),
     }
     return paths
 
