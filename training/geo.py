@@ -41,7 +41,7 @@ def pixel_to_lonlat(crs, transform, rows, cols):
     """Pixel (row, col) coordinates (centres at integers) -> lists of lon, lat (WGS84)."""
     xs, ys = [], []
     for r, c in zip(rows, cols):
-        x, y = transform * (c + 0.5, r + 0.5)
+        x, y = transform @ (c + 0.5, r + 0.5)
         xs.append(x)
         ys.append(y)
     if not xs:
