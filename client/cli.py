@@ -76,7 +76,7 @@ def _segment_one(segmenter, scene: str, out: str, write_outputs, quiet: bool) ->
     from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
-        result = segmenter.segment(scene)
+        result = segmenter.segment(scene, progress=sys.stderr.isatty())
         plumes = find_plumes(result)
         paths = write_outputs(result, out, plumes=plumes)
     except ContractError as exc:

@@ -36,25 +36,29 @@ class NotGeoTIFF(ContractError):
 
 @dataclass
 class Scene:
-    """A scene read under the contract.
+    """A scene under the contract: its grid, its valid pixels, and its bands in BANDS order.
 
-    data: (6, H, W) uint16 in BANDS order.
+    data: (6, H, W) uint16 in BANDS order when held in memory, else None and the
+    bands are read from `path` window by window (`read`), so that a whole
+    Sentinel-2 tile never has to sit in memory.
     profile: the rasterio profile of the source (crs, transform, width, height).
     valid: (H, W) bool, False where every band is nodata.
     """
 
-    data: np.ndarray
+    data: np.ndarray | None
     profile: dict
     valid: np.ndarray
     name: str = "scene"
+    path: Path | None = None
+    order: list[int] | None = None  # file band index (0-based) of each of BANDS
 
     @property
     def height(self) -> int:
-        return int(self.data.shape[1])
+        return int(self.profile["height"]) if self.data is None else int(self.data.shape[1])
 
     @property
     def width(self) -> int:
-        return int(self.data.shape[2])
+        return int(self.profile["width"]) if self.data is None else int(self.data.shape[2])
 
     @property
     def crs(self):
@@ -64,6 +68,28 @@ class Scene:
     def transform(self):
         return self.profile["transform"]
 
+    def read(self, window: tuple[int, int, int, int] | None = None, bands: tuple[str, ...] = BANDS,
+             out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """(len(bands), h, w) uint16 of `bands` in `window` = (row, col, height, width).
+
+        out_shape decimates (nearest) the window to (h, w), for previews.
+        """
+        row, col, h, w = window or (0, 0, self.height, self.width)
+        idx = [BANDS.index(b) for b in bands]
+        if self.data is not None:
+            block = self.data[idx, row:row + h, col:col + w]
+            if out_shape is not None:
+                rr = np.linspace(0, h - 1, out_shape[0]).round().astype(int)
+                cc = np.linspace(0, w - 1, out_shape[1]).round().astype(int)
+                block = block[:, rr][:, :, cc]
+            return block
+        import rasterio
+        from rasterio.windows import Window
+
+        order = self.order or list(range(len(BANDS)))
+        with rasterio.open(self.path) as ds:
+            return ds.read([order[i] + 1 for i in idx], window=Window(col, row, w, h),
+                           out_shape=None if out_shape is None else (len(idx),) + tuple(out_shape))
 
 def _canonical_band_name(text: str | None) -> str | None:
     """'B02', 'b2', 'B2 (blue)' -> 'B2'; anything else -> None."""
@@ -153,7 +179,7 @@ def open_checked(path: str | Path):
 
 
 def read_scene(path: str | Path) -> Scene:
-    """Read a whole scene under the contract, bands in BANDS order."""
+    """Read a whole scene under the contract into memory, bands in BANDS order."""
     from rasterio.errors import RasterioError
 
     ds, order = open_checked(path)
@@ -165,7 +191,20 @@ def read_scene(path: str | Path) -> Scene:
         profile = dict(ds.profile)
     data = np.ascontiguousarray(raw[order])
     valid = np.any(data != NODATA, axis=0)
-    return Scene(data=data, profile=profile, valid=valid, name=Path(path).stem)
+    return Scene(data=data, profile=profile, valid=valid, name=Path(path).stem, path=Path(path), order=order)
+
+
+def open_scene(path: str | Path) -> Scene:
+    """Check a scene's header under the contract without reading its pixels.
+
+    The returned Scene reads its bands window by window (`Scene.read`); its
+    `valid` mask starts all True and is filled in by whoever reads the windows.
+    """
+    ds, order = open_checked(path)
+    with ds:
+        profile = dict(ds.profile)
+    valid = np.ones((profile["height"], profile["width"]), dtype=bool)
+    return Scene(data=None, profile=profile, valid=valid, name=Path(path).stem, path=Path(path), order=order)
 
 
 def scene_profile(crs, transform, height: int, width: int) -> dict:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from client.contract import BANDS
 
 MASK_NODATA = 255
 PLUME_RGB = (255, 40, 40)
@@ -74,15 +73,35 @@ def stretch(bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def rgb_preview(scene) -> np.ndarray:
-    idx = [BANDS.index(b) for b in ("B4", "B3", "B2")]
-    return stretch(scene.data[idx], scene.valid)
+PREVIEW_MAX = 2048  # previews larger than this on a side are decimated
 
 
-def swir_preview(scene) -> np.ndarray:
+def preview_shape(height: int, width: int, max_size: int = PREVIEW_MAX) -> tuple[int, int]:
+    scale = min(1.0, max_size / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def decimate(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour decimation of a 2-D array to `shape` (no copy when already that size)."""
+    if array.shape == tuple(shape):
+        return array
+    rr = np.linspace(0, array.shape[0] - 1, shape[0]).round().astype(int)
+    cc = np.linspace(0, array.shape[1] - 1, shape[1]).round().astype(int)
+    return array[rr][:, cc]
+
+
+def _preview(scene, bands, shape) -> np.ndarray:
+    data = scene.read(bands=bands, out_shape=None if shape == (scene.height, scene.width) else shape)
+    return stretch(data, decimate(scene.valid, shape))
+
+
+def rgb_preview(scene, max_size: int = PREVIEW_MAX) -> np.ndarray:
+    return _preview(scene, ("B4", "B3", "B2"), preview_shape(scene.height, scene.width, max_size))
+
+
+def swir_preview(scene, max_size: int = PREVIEW_MAX) -> np.ndarray:
     """False colour B12, B11, B8: methane darkens the red channel."""
-    idx = [BANDS.index(b) for b in ("B12", "B11", "B8")]
-    return stretch(scene.data[idx], scene.valid)
+    return _preview(scene, ("B12", "B11", "B8"), preview_shape(scene.height, scene.width, max_size))
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -105,10 +124,10 @@ def _eroded(m: np.ndarray) -> np.ndarray:
     return e
 
 
-def overlay_png(result, preview: str = "rgb") -> bytes:
-    image = rgb_preview(result.scene) if preview == "rgb" else swir_preview(result.scene)
+def overlay_png(result, preview: str = "rgb", max_size: int = PREVIEW_MAX) -> bytes:
+    image = (rgb_preview if preview == "rgb" else swir_preview)(result.scene, max_size)
     buf = io.BytesIO()
-    Image.fromarray(overlay(image, result.mask)).save(buf, format="PNG", optimize=False)
+    Image.fromarray(overlay(image, decimate(result.mask, image.shape[:2]))).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
 
 

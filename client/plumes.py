@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from client.contract import BANDS
-
 MIN_PIXELS = 5
 END_FRACTION = 0.15  # share of a plume's pixels, along its axis, that makes up each end
 
@@ -44,13 +42,25 @@ class Plume:
         return d
 
 
-def methane_signal(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Relative drop of B12/B11 against the scene's median ratio (positive where methane absorbs)."""
-    b11 = data[BANDS.index("B11")].astype(np.float32)
-    b12 = data[BANDS.index("B12")].astype(np.float32)
-    ratio = np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
-    background = float(np.median(ratio[valid])) if valid.any() else 1.0
-    return 1.0 - ratio / max(background, 1e-6)
+def swir_ratio(block: np.ndarray) -> np.ndarray:
+    """B12/B11 of a (2, h, w) block of B11, B12 (1 where B11 is nodata)."""
+    b11, b12 = block[0].astype(np.float32), block[1].astype(np.float32)
+    return np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
+
+
+def background_ratio(scene, max_size: int = 1024) -> float:
+    """The scene's median B12/B11 over valid pixels, from a decimated read."""
+    from client.outputs import decimate, preview_shape
+
+    shape = preview_shape(scene.height, scene.width, max_size)
+    ratio = swir_ratio(scene.read(bands=("B11", "B12"), out_shape=shape))
+    valid = decimate(scene.valid, shape)
+    return float(np.median(ratio[valid])) if valid.any() else 1.0
+
+
+def methane_signal(block: np.ndarray, background: float) -> np.ndarray:
+    """Relative drop of B12/B11 against the background ratio (positive where methane absorbs)."""
+    return 1.0 - swir_ratio(block) / max(background, 1e-6)
 
 
 def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -103,25 +113,33 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     labels, n = _label(mask)
     transform = scene.transform
     pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
-    signal = methane_signal(scene.data, scene.valid)
-    prob = np.nan_to_num(result.probability, nan=0.0)
+    background = background_ratio(scene)
+    prob = result.probability
     shapes = {}
     for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
                                        connectivity=8):
         shapes.setdefault(int(value), []).append(geom)
     plumes = []
-    for k in range(1, n + 1):
-        rows, cols = np.nonzero(labels == k)
+    from scipy import ndimage
+
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        r0, c0 = box[0].start, box[1].start
+        rows, cols = np.nonzero(labels[box] == k)
         if rows.size < min_pixels:
             continue
-        src_row, src_col, length = _source_end(rows, cols, signal[rows, cols], pixel_size, wind_to_deg)
+        block = scene.read((r0, c0, box[0].stop - r0, box[1].stop - c0), bands=("B11", "B12"))
+        signal = methane_signal(block, background)[rows, cols]
+        rows, cols = rows + r0, cols + c0
+        src_row, src_col, length = _source_end(rows, cols, signal, pixel_size, wind_to_deg)
         x, y = transform @ (src_col + 0.5, src_row + 0.5)
         lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])
         polys = shapes.get(k, [])
         geometry = polys[0] if len(polys) == 1 else {
             "type": "MultiPolygon", "coordinates": [p["coordinates"] for p in polys]}
         geometry = transform_geom(scene.crs, "EPSG:4326", geometry, precision=7)
-        p = prob[rows, cols]
+        p = np.nan_to_num(prob[rows, cols], nan=0.0)
         plumes.append(Plume(
             id=0, pixels=int(rows.size), area_m2=float(rows.size * pixel_size ** 2), length_m=length,
             mean_probability=float(p.mean()), max_probability=float(p.max()),

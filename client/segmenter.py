@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from client.contract import BANDS, ContractError, Scene, read_scene
-from client.tiling import Blender, extract_tile, tile_grid
+from client.contract import BANDS, NODATA, ContractError, Scene, open_scene
+from client.tiling import Blender, pad_tile, tile_grid
 
 DEFAULT_MODEL = "methane_seg"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
@@ -186,7 +186,12 @@ class Segmenter:
             delay *= 2
         raise AssertionError("unreachable")
 
-    def segment_array(self, scene: Scene) -> SegmentationResult:
+    def segment_array(self, scene: Scene, progress: bool = False) -> SegmentationResult:
+        """Segment a scene held in memory or read window by window from its file.
+
+        Tiles are read as they are sent: memory holds the scene-sized outputs,
+        not the scene's bands. `scene.valid` is filled in from the tiles read.
+        """
         t0 = time.perf_counter()
         info = self.model_info()
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
@@ -196,13 +201,27 @@ class Segmenter:
         chunks = [grid[i : i + batch] for i in range(0, len(grid), batch)]
 
         def run(chunk):
-            stack = np.stack([extract_tile(scene.data, t, tile) for t in chunk])
-            return chunk, self.infer_tiles(stack)
+            blocks = [scene.read((t.row, t.col, t.height, t.width)) for t in chunk]
+            for t, block in zip(chunk, blocks):
+                scene.valid[t.row : t.row + t.height, t.col : t.col + t.width] = np.any(block != NODATA, axis=0)
+            return chunk, self.infer_tiles(np.stack([pad_tile(b, tile) for b in blocks]))
 
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(grid), desc=scene.name, unit="tile", leave=False)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for chunk, probs in pool.map(run, chunks):
-                for t, p in zip(chunk, probs):
-                    blender.add(t, p)
+            # Bounded look-ahead: at most 2 x concurrency batches of tiles in flight.
+            pending = []
+            for chunk in chunks:
+                pending.append(pool.submit(run, chunk))
+                if len(pending) >= 2 * self.concurrency:
+                    self._collect(pending.pop(0), blender, bar)
+            for future in pending:
+                self._collect(future, blender, bar)
+        if bar is not None:
+            bar.close()
         probability = np.clip(blender.result(), 0.0, 1.0)
         mask = (probability >= info["threshold"]).astype(np.uint8)
         mask[~scene.valid] = 0
@@ -217,14 +236,23 @@ class Segmenter:
             timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid)},
         )
 
-    def segment(self, path: str | Path) -> SegmentationResult:
-        """Read `path` under the input contract and segment it."""
-        t0 = time.perf_counter()
-        scene = read_scene(path)
-        t1 = time.perf_counter()
-        result = self.segment_array(scene)
-        result.timings["read_s"] = t1 - t0
-        return result
+    @staticmethod
+    def _collect(future, blender: Blender, bar) -> None:
+        chunk, probs = future.result()
+        for t, p in zip(chunk, probs):
+            blender.add(t, p)
+        if bar is not None:
+            bar.update(len(chunk))
+
+    def segment(self, path: str | Path, progress: bool = False) -> SegmentationResult:
+        """Check `path` under the input contract and segment it, reading it tile by tile."""
+        from rasterio.errors import RasterioError
+
+        scene = open_scene(path)
+        try:
+            return self.segment_array(scene, progress=progress)
+        except RasterioError as exc:
+            raise ContractError(f"{Path(path).name} could not be read ({_short(exc)})") from None
 
 
 def _short(exc: BaseException) -> str:

@@ -40,14 +40,18 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     ]
 
 
-def extract_tile(data: np.ndarray, t: Tile, tile: int) -> np.ndarray:
-    """(C, tile, tile) tile of `data` at `t`, padded by reflection where the scene is smaller."""
-    patch = data[:, t.row : t.row + t.height, t.col : t.col + t.width]
-    pad_h, pad_w = tile - t.height, tile - t.width
+def pad_tile(patch: np.ndarray, tile: int) -> np.ndarray:
+    """Pad a (C, h, w) block to (C, tile, tile) by reflection (a scene smaller than a tile)."""
+    pad_h, pad_w = tile - patch.shape[1], tile - patch.shape[2]
     if pad_h or pad_w:
-        mode = "reflect" if (t.height > pad_h and t.width > pad_w) else "symmetric"
+        mode = "reflect" if (patch.shape[1] > pad_h and patch.shape[2] > pad_w) else "symmetric"
         patch = np.pad(patch, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
     return patch
+
+
+def extract_tile(data: np.ndarray, t: Tile, tile: int) -> np.ndarray:
+    """(C, tile, tile) tile of `data` at `t`, padded by reflection where the scene is smaller."""
+    return pad_tile(data[:, t.row : t.row + t.height, t.col : t.col + t.width], tile)
 
 
 def blend_weights(tile: int, overlap: int) -> np.ndarray:
