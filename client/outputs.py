@@ -1,5 +1,8 @@
 """Write a segmentation result: probability and mask GeoTIFFs on the input's grid, and an overlay PNG.
 
+The GeoTIFFs are Cloud-Optimized (tiled 256, deflate, overviews) with the
+input's CRS and transform and an explicit nodata value.
+
 File names (other tools read them): `<stem>_prob.tif` (float32 0..1, nodata NaN),
 `<stem>_mask.tif` (uint8, 1 = plume, 0 = background, nodata 255 where the input
 was nodata), `<stem>_overlay.png` and `<stem>_plumes.geojson` (plume polygons and
@@ -20,10 +23,10 @@ MASK_NODATA = 255
 PLUME_RGB = (255, 40, 40)
 
 
-def output_profile(scene_profile: dict, dtype: str, nodata) -> dict:
-    """Copy the input's grid (size, CRS, transform) into a single-band output profile."""
-    profile = {
-        "driver": "GTiff",
+def output_profile(scene_profile: dict, dtype: str, nodata, resampling: str = "nearest") -> dict:
+    """A single-band Cloud-Optimized GeoTIFF profile on the input's grid (size, CRS, transform)."""
+    return {
+        "driver": "COG",
         "height": scene_profile["height"],
         "width": scene_profile["width"],
         "count": 1,
@@ -32,16 +35,16 @@ def output_profile(scene_profile: dict, dtype: str, nodata) -> dict:
         "transform": scene_profile["transform"],
         "nodata": nodata,
         "compress": "deflate",
+        "predictor": 3 if dtype.startswith("float") else 2,
+        "blocksize": 256,
+        "overview_resampling": resampling,
     }
-    if profile["height"] >= 256 and profile["width"] >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    return profile
 
 
 def write_probability(path: Path, result) -> None:
     import rasterio
 
-    with rasterio.open(path, "w", **output_profile(result.scene.profile, "float32", float("nan"))) as dst:
+    with rasterio.open(path, "w", **output_profile(result.scene.profile, "float32", float("nan"), "average")) as dst:
         dst.write(result.probability.astype(np.float32), 1)
         dst.set_band_description(1, "plume probability")
         dst.update_tags(threshold=str(result.threshold), model=result.model_name,

@@ -85,3 +85,15 @@ def test_geojson_is_rfc7946(tmp_path):
             ring = coords
             assert (ring[0] == ring[-1]).all()
     assert plumes_geojson([])["features"] == []
+
+
+def test_rasters_are_cloud_optimized_on_the_input_grid(tmp_path):
+    import rasterio
+
+    result = synthetic_result()
+    paths = write_outputs(result, tmp_path)
+    for key, dtype in (("prob", "float32"), ("mask", "uint8")):
+        with rasterio.open(paths[key]) as ds:
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert ds.profile["compress"] == "deflate" and ds.dtypes[0] == dtype
+            assert (ds.crs, ds.transform, ds.shape) == (result.scene.crs, result.scene.transform, result.mask.shape)
