@@ -9,12 +9,14 @@ signal), per-channel (x - mean) / std with statistics from the training data.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from client.contract import BANDS
 
 I11, I12 = BANDS.index("B11"), BANDS.index("B12")
-N_IN = len(BANDS) + 1  # six bands + log(B12/B11)
+N_IN = len(BANDS) + 2  # six bands + log(B12/B11) + its local anomaly
+ANOMALY_WINDOW = 31  # pixels: local background of the log-ratio
 RATIO_EPS = 1e-3
 
 DEFAULT_ARCH = {
@@ -36,10 +38,14 @@ def build_net(arch: dict) -> nn.Module:
 
 
 def features(x: torch.Tensor) -> torch.Tensor:
-    """(N, 6, H, W) reflectance x 10000 -> (N, 7, H, W) reflectance + log(B12/B11)."""
+    """(N, 6, H, W) reflectance x 10000 -> (N, 8, H, W): reflectance, log(B12/B11), local anomaly of it."""
     x = x.float() * (1.0 / 10000.0)
     lr = torch.log((x[:, I12:I12 + 1] + RATIO_EPS) / (x[:, I11:I11 + 1] + RATIO_EPS))
-    return torch.cat([x, lr], dim=1)
+    # local anomaly: log-ratio minus its local mean (separable box filter, edges by the valid mean)
+    k = ANOMALY_WINDOW
+    bg = F.avg_pool2d(lr, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+    bg = F.avg_pool2d(bg, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+    return torch.cat([x, lr, lr - bg], dim=1)
 
 
 class PlumeNet(nn.Module):
