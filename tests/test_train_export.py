@@ -1,0 +1,85 @@
+"""Train -> export -> onnxruntime parity (smoke), and the committed model on the example scenes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client.contract import read_scene
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "model_repository" / "methane_seg" / "1"
+EXAMPLES = ROOT / "examples"
+
+
+def _ort_probability(onnx_path: Path, data: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    h, w = data.shape[1:]
+    ph, pw = (-h) % 32, (-w) % 32
+    x = np.pad(data, ((0, 0), (0, ph), (0, pw)), mode="reflect")[None]
+    return sess.run(["probability"], {"reflectance": x.astype(np.uint16)})[0][0, 0, :h, :w]
+
+
+@pytest.mark.slow
+def test_smoke_train_export_parity(tmp_path):
+    from export.onnx_export import check_parity, export_checkpoint
+    from training.cli import simulate_main, train_main
+    from training.model import load_checkpoint
+
+    data = tmp_path / "data"
+    assert simulate_main(["--out", str(data / "train"), "--n", "6", "--size", "64", "--workers", "1"]) == 0
+    assert simulate_main(["--out", str(data / "val"), "--n", "3", "--size", "64", "--split", "val", "--workers", "1"]) == 0
+    run = tmp_path / "run"
+    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2",
+                       "--batch-size", "2", "--crop", "64", "--device", "cpu"]) == 0
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
+    model, ck = load_checkpoint(run / "last.pt")
+    assert 0 < ck["threshold"] < 1 and "iou" in ck["val_metrics"]
+    # resume continues without error
+    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "2", "--steps-per-epoch", "2",
+                       "--batch-size", "2", "--crop", "64", "--device", "cpu", "--resume"]) == 0
+
+    repo = tmp_path / "repo"
+    scenes = [read_scene(p).data for p in sorted((data / "val").glob("s*[0-9].tif"))]
+    meta = export_checkpoint(run / "best.pt", repo, scenes=scenes)
+    onnx_path = repo / "methane_seg" / "1" / "model.onnx"
+    assert onnx_path.is_file() and meta["onnx_parity_max_abs_diff"] <= 1e-4
+    assert meta["input"]["dtype"] == "uint16" and meta["bands"] == ["B2", "B3", "B4", "B8", "B11", "B12"]
+    model, _ = load_checkpoint(run / "best.pt")
+    assert check_parity(model, onnx_path, [np.full((6, 96, 64), 3000, np.uint16)]) <= 1e-4
+
+
+def test_committed_model_signature():
+    import onnx
+
+    m = onnx.load(str(MODEL_DIR / "model.onnx"))
+    onnx.checker.check_model(m)
+    (inp,), (out,) = m.graph.input, m.graph.output
+    assert inp.name == "reflectance" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT16
+    assert out.name == "probability" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert (MODEL_DIR / "model.onnx").stat().st_size < 6e6
+    meta = json.loads((MODEL_DIR / "metadata.json").read_text())
+    assert meta["tile_size"] == 256 and 0 < meta["threshold"] < 1
+    assert meta["input"]["layout"] == "NCHW" and "iou" in meta["val_metrics"]
+
+
+def test_committed_model_finds_the_example_plume():
+    import rasterio
+
+    meta = json.loads((MODEL_DIR / "metadata.json").read_text())
+    thr = meta["threshold"]
+    scene = read_scene(EXAMPLES / "sample_scene.tif")
+    with rasterio.open(EXAMPLES / "sample_scene_mask.tif") as ds:
+        truth = ds.read(1).astype(bool)
+    pred = _ort_probability(MODEL_DIR / "model.onnx", scene.data) >= thr
+    iou = (pred & truth).sum() / max((pred | truth).sum(), 1)
+    assert iou > 0.3, iou
+
+    free = read_scene(EXAMPLES / "plume_free_scene.tif")
+    pred_free = _ort_probability(MODEL_DIR / "model.onnx", free.data) >= thr
+    assert pred_free.sum() < 20, pred_free.sum()
