@@ -51,6 +51,9 @@ def segment_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per request (default 4)")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--wind-speed", type=float, help="10 m wind speed (m/s): adds an IME emission-rate estimate")
+    p.add_argument("--wind-to", type=float,
+                   help="direction the wind blows to (degrees clockwise from north): fixes the upwind end")
     return p
 
 
@@ -63,22 +66,22 @@ def segment_main(argv: list[str]) -> int:
                           concurrency=args.concurrency, timeout=args.timeout)
     worst = 0
     for scene in args.scenes:
-        code = _segment_one(segmenter, scene, args.out, write_outputs, quiet=len(args.scenes) > 1)
+        code = _segment_one(segmenter, scene, args, write_outputs, quiet=len(args.scenes) > 1)
         if code == EXIT_UNAVAILABLE:
             return code
         worst = max(worst, code)
     return worst
 
 
-def _segment_one(segmenter, scene: str, out: str, write_outputs, quiet: bool) -> int:
+def _segment_one(segmenter, scene: str, args, write_outputs, quiet: bool) -> int:
     from client.contract import ContractError
     from client.plumes import find_plumes
     from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
         result = segmenter.segment(scene, progress=sys.stderr.isatty())
-        plumes = find_plumes(result)
-        paths = write_outputs(result, out, plumes=plumes)
+        plumes = find_plumes(result, wind_to_deg=args.wind_to, wind_ms=args.wind_speed)
+        paths = write_outputs(result, args.out, plumes=plumes)
     except ContractError as exc:
         return _fail(f"bad input: {exc}", EXIT_BAD_INPUT)
     except TritonUnavailable as exc:
@@ -91,8 +94,11 @@ def _segment_one(segmenter, scene: str, out: str, write_outputs, quiet: bool) ->
           f"({result.timings['tiles']} tiles, {result.timings['inference_s']:.2f} s)")
     if not quiet:
         for pl in plumes:
+            rate = ""
+            if pl.emission:
+                rate = f", Q {pl.emission['q_kg_h']:.0f} ± {pl.emission['q_sigma_kg_h']:.0f} kg/h (IME)"
             print(f"  plume {pl.id}: {pl.pixels} px, {pl.area_m2 / 1e4:.1f} ha, max p {pl.max_probability:.2f}, "
-                  f"source lon {pl.source_lon:.5f} lat {pl.source_lat:.5f}")
+                  f"source lon {pl.source_lon:.5f} lat {pl.source_lat:.5f}{rate}")
         for path in paths.values():
             print(f"  {path}")
     return 0

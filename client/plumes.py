@@ -1,6 +1,7 @@
 """Plume records from a segmentation: polygons, sizes, confidence and the source point.
 
-Each 8-connected group of plume pixels becomes one plume. Its source (where
+Each group of plume pixels (8-connected, pieces within GAP_PX pixels joined,
+since turbulent plumes are patchy) becomes one plume. Its source (where
 the leak is) is the upwind end of the plume: with a wind direction given,
 the end that lies furthest upwind; without one, the end of the plume's long
 axis where the methane signal (the drop of B12 against B11, relative to the
@@ -35,6 +36,7 @@ class Plume:
     source_lon: float
     source_lat: float
     geometry: dict  # GeoJSON geometry in WGS84
+    emission: dict | None = None  # IME emission-rate estimate when a wind speed is given
 
     def properties(self) -> dict:
         d = asdict(self)
@@ -48,14 +50,22 @@ def swir_ratio(block: np.ndarray) -> np.ndarray:
     return np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
 
 
-def background_ratio(scene, max_size: int = 1024) -> float:
-    """The scene's median B12/B11 over valid pixels, from a decimated read."""
+def background_ratio(scene, max_size: int = 1024) -> tuple[float, float]:
+    """The scene's median B12/B11 over valid pixels and the robust spread of its relative drop.
+
+    From a decimated read; the spread (1.4826 x MAD) is the per-pixel noise of the retrieval.
+    """
     from client.outputs import decimate, preview_shape
 
     shape = preview_shape(scene.height, scene.width, max_size)
     ratio = swir_ratio(scene.read(bands=("B11", "B12"), out_shape=shape))
     valid = decimate(scene.valid, shape)
-    return float(np.median(ratio[valid])) if valid.any() else 1.0
+    if not valid.any():
+        return 1.0, 0.0
+    values = ratio[valid]
+    median = float(np.median(values))
+    drop = 1.0 - values / max(median, 1e-6)
+    return median, float(1.4826 * np.median(np.abs(drop - np.median(drop))))
 
 
 def methane_signal(block: np.ndarray, background: float) -> np.ndarray:
@@ -63,14 +73,29 @@ def methane_signal(block: np.ndarray, background: float) -> np.ndarray:
     return 1.0 - swir_ratio(block) / max(background, 1e-6)
 
 
+BORDER_PX = 4  # an end of a plume this close to the scene's edge may be cut off by it
+SMOOTH_PX = 0.7  # Gaussian sigma of the signal smoothing that locates a plume's peak
+GAP_PX = 6  # plume pieces closer than this (turbulent, patchy plumes) are one plume
+
+
 def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Label plume pixels, grouping pieces that lie within GAP_PX pixels of each other."""
     from scipy import ndimage
 
-    return ndimage.label(mask.astype(bool), structure=np.ones((3, 3), dtype=int))
+    mask = mask.astype(bool)
+    grown = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=GAP_PX)
+    labels, n = ndimage.label(grown, structure=np.ones((3, 3), dtype=int))
+    labels[~mask] = 0
+    return labels, n
 
 
-def _source_end(rows, cols, signal, pixel_size, wind_to_deg):
-    """(row, col) of the upwind end of one plume's pixels."""
+def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
+    """(row, col) of the upwind end of one plume's pixels.
+
+    Without a wind direction: of the two ends of the long axis, one that runs
+    out of the scene is not the source (the plume leaves the image there);
+    otherwise the end with the stronger methane signal is.
+    """
     pts = np.stack([cols.astype(np.float64), rows.astype(np.float64)], axis=1)  # x right, y down
     centre = pts.mean(axis=0)
     if wind_to_deg is not None:
@@ -88,7 +113,20 @@ def _source_end(rows, cols, signal, pixel_size, wind_to_deg):
         proj = (pts - centre) @ axis
         low = proj <= np.quantile(proj, END_FRACTION)
         high = proj >= np.quantile(proj, 1 - END_FRACTION)
-        end = low if signal[low].mean() >= signal[high].mean() else high
+        h, w = shape
+
+        def at_border(sel):
+            m = BORDER_PX
+            return bool(np.any((rows[sel] < m) | (cols[sel] < m) | (rows[sel] >= h - m) | (cols[sel] >= w - m)))
+
+        low_cut, high_cut = at_border(low), at_border(high)
+        if low_cut != high_cut:
+            end = high if low_cut else low
+        else:
+            # The column is highest at the source and dilutes downwind (as 1/x):
+            # the source is the end nearer the peak of the smoothed signal.
+            peak = float(proj[int(np.argmax(signal))])
+            end = low if peak - proj.min() <= proj.max() - peak else high
         if end is high:
             proj = -proj
     # The source: the outermost pixels (within 1.5 px along the axis) of the chosen end.
@@ -100,8 +138,15 @@ def _source_end(rows, cols, signal, pixel_size, wind_to_deg):
     return row, col, length
 
 
-def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None) -> list[Plume]:
-    """Plume records of a SegmentationResult, largest first."""
+def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
+                wind_ms: float | None = None) -> list[Plume]:
+    """Plume records of a SegmentationResult, largest first.
+
+    wind_to_deg: the direction the wind blows to (clockwise from north), if known.
+    wind_ms: the 10 m wind speed, if known: adds an IME emission-rate estimate.
+    """
+    from client.methane import column_from_ratio_drop, emission_rate
+
     from rasterio import features
     from rasterio.warp import transform as warp_transform
     from rasterio.warp import transform_geom
@@ -113,7 +158,7 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     labels, n = _label(mask)
     transform = scene.transform
     pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
-    background = background_ratio(scene)
+    background, _ = background_ratio(scene)
     prob = result.probability
     shapes = {}
     for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
@@ -127,12 +172,16 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
             continue
         r0, c0 = box[0].start, box[1].start
         rows, cols = np.nonzero(labels[box] == k)
-        if rows.size < min_pixels:
+        if rows.size < min_pixels:  # also skips labels whose grown area held no plume pixel
             continue
         block = scene.read((r0, c0, box[0].stop - r0, box[1].stop - c0), bands=("B11", "B12"))
-        signal = methane_signal(block, background)[rows, cols]
+        # Smoothed over about a plume's width, so that the peak is the plume's, not a noisy pixel's.
+        signal = ndimage.gaussian_filter(methane_signal(block, background), SMOOTH_PX)[rows, cols]
+        emission = None
+        if wind_ms is not None:
+            emission = _emission(scene, mask, labels == k, box, pixel_size, wind_ms)
         rows, cols = rows + r0, cols + c0
-        src_row, src_col, length = _source_end(rows, cols, signal, pixel_size, wind_to_deg)
+        src_row, src_col, length = _source_end(rows, cols, signal, pixel_size, wind_to_deg, labels.shape)
         x, y = transform @ (src_col + 0.5, src_row + 0.5)
         lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])
         polys = shapes.get(k, [])
@@ -145,11 +194,42 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
             mean_probability=float(p.mean()), max_probability=float(p.max()),
             source_row=src_row, source_col=src_col, source_x=float(x), source_y=float(y),
             source_lon=float(lon[0]), source_lat=float(lat[0]), geometry=_plain(geometry),
+            emission=emission,
         ))
     plumes.sort(key=lambda pl: pl.pixels, reverse=True)
     for i, pl in enumerate(plumes, start=1):
         pl.id = i
     return plumes
+
+
+RING_PX = 8  # width of the plume-free ring around a plume that gives its local background
+
+
+def _emission(scene, mask, plume, box, pixel_size, wind_ms) -> dict:
+    """IME emission rate of one plume, its column retrieved against a local background.
+
+    The background B12/B11 ratio and its noise come from a ring of plume-free
+    pixels around the plume (RING_PX wide), so that the surface around the
+    source, not the scene's average, is what the plume is compared with.
+    """
+    from scipy import ndimage
+
+    from client.methane import column_from_ratio_drop, emission_rate
+
+    h, w = mask.shape
+    r0, r1 = max(0, box[0].start - RING_PX), min(h, box[0].stop + RING_PX)
+    c0, c1 = max(0, box[1].start - RING_PX), min(w, box[1].stop + RING_PX)
+    here = plume[r0:r1, c0:c1]
+    ring = ndimage.binary_dilation(here, np.ones((3, 3), bool), iterations=RING_PX)
+    ring &= ~mask[r0:r1, c0:c1].astype(bool) & scene.valid[r0:r1, c0:c1]
+    ratio = swir_ratio(scene.read((r0, c0, r1 - r0, c1 - c0), bands=("B11", "B12")))
+    if ring.sum() < 10:
+        return None
+    background = float(np.median(ratio[ring]))
+    ring_drop = 1.0 - ratio[ring] / background
+    noise = float(column_from_ratio_drop(1.4826 * np.median(np.abs(ring_drop - np.median(ring_drop)))))
+    omega = column_from_ratio_drop(1.0 - ratio[here] / background)
+    return emission_rate(omega, pixel_size ** 2, wind_ms, omega_noise=noise).as_dict()
 
 
 def _plain(obj):
