@@ -5,7 +5,8 @@ reflectance at 20 m: B2, B3, B4, B8, B11, B12, stored as uint16 =
 reflectance x 10000, nodata 0. The band order comes from the band
 descriptions when all six are named ("B2", ..., "B12"; "B02" and "B8A"-free
 spellings are accepted), else the file order is taken as the order above.
-Any projected CRS, any size from 64 x 64 up.
+Any projected CRS, any size from 64 x 64 up to 20 000 pixels a side (checked
+from the header, before any pixel is read).
 
 Every entry point (CLI, web app, simulator, training) uses these names and
 `read_scene` / `validate_*` so the contract lives in one module.
@@ -24,6 +25,7 @@ DTYPE = np.uint16
 SCALE = 10000.0  # stored value = reflectance * SCALE
 NODATA = 0
 MIN_SIZE = 64
+MAX_SIDE = 20000  # pixels; a whole Sentinel-2 tile at 20 m is 5490 x 5490
 
 
 class ContractError(ValueError):
@@ -136,6 +138,10 @@ def validate_size(height: int, width: int) -> None:
     if height < MIN_SIZE or width < MIN_SIZE:
         raise ContractError(
             f"the image is {width}x{height} pixels; at least {MIN_SIZE}x{MIN_SIZE} is required"
+        )
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise ContractError(
+            f"the image is {width}x{height} pixels; at most {MAX_SIDE} pixels a side are accepted"
         )
 
 

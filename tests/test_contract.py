@@ -95,3 +95,30 @@ def test_band_order_names():
     assert band_order(("B02", "B03", "B04", "B08", "B11", "B12")) == [0, 1, 2, 3, 4, 5]
     assert band_order((None,) * 6) == [0, 1, 2, 3, 4, 5]
     assert band_order(("B12", "B11", "B8", "B4", "B3", "B2")) == [5, 4, 3, 2, 1, 0]
+
+
+def test_huge_header_is_refused_before_reading(tmp_path):
+    """A small file whose header claims 100 000 x 100 000 pixels."""
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "huge.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=100_000, height=100_000, count=6, dtype="uint16",
+                       crs="EPSG:32613", transform=from_origin(0, 0, 20, 20), tiled=True, sparse_ok=True) as dst:
+        pass
+    assert path.stat().st_size < 10_000_000
+    with pytest.raises(ContractError, match="at most 20000 pixels"):
+        read_scene(path)
+
+
+def test_truncated_tiff_is_a_contract_error(contract_scene, tmp_path):
+    from client.contract import open_scene
+
+    good = contract_scene(data=random_scene((6, 300, 300)))
+    raw = good.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ContractError):
+        read_scene(cut)
+    with pytest.raises(ContractError):
+        scene = open_scene(cut)
+        scene.read()  # the header may survive; the pixels do not
