@@ -10,6 +10,9 @@ Triton's tutorials:
         1/model.py        Python-backend model running onnxruntime (`cpu` target only)
         1/metadata.json   bands, tile size, threshold, metrics
         2/...             a newer version; version_policy says which are served
+        configs/          the same model for NVIDIA's container, chosen with
+                          `tritonserver --model-config-name=NAME`: onnxruntime_gpu,
+                          onnxruntime_cpu, tensorrt (needs 1/model.plan)
 
 Targets:
 - `cpu`: the Python backend running the onnxruntime package. The only backend
@@ -159,6 +162,15 @@ def render_cpu_config(metadata: dict, **options) -> str:
     return render_config(metadata, "cpu", **options)
 
 
+# Alternative configurations beside the default one, for NVIDIA's container:
+# `tritonserver --model-config-name=NAME` loads `<model>/configs/NAME.pbtxt`.
+CONTAINER_CONFIGS = {
+    "onnxruntime_gpu": {"target": "onnxruntime", "kind": "gpu"},
+    "onnxruntime_cpu": {"target": "onnxruntime", "kind": "cpu", "instances": 2},
+    "tensorrt": {"target": "tensorrt", "kind": "gpu"},
+}
+
+
 def versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
@@ -196,10 +208,20 @@ def write_model_repository(
         shutil.copyfile(TEMPLATES / "model.py", version_dir / "model.py")
     meta = dict(metadata, version=version, target=target)
     (version_dir / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp = model_dir / "config.pbtxt.tmp"
-    tmp.write_text(render_config(metadata, target, name=name, **config_options))
-    tmp.replace(model_dir / "config.pbtxt")
+    _write_text(model_dir / "config.pbtxt", render_config(metadata, target, name=name, **config_options))
+    if target == "cpu":
+        batch = {k: v for k, v in config_options.items() if k == "max_batch_size"}
+        for config_name, options in CONTAINER_CONFIGS.items():
+            _write_text(model_dir / "configs" / f"{config_name}.pbtxt",
+                        render_config(metadata, name=name, **options, **batch))
     return model_dir
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _copy(src: Path, dst: Path) -> None:

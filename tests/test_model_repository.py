@@ -9,7 +9,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from client.contract import BANDS
-from export.repository import render_cpu_config, write_model_repository
+from export.repository import render_cpu_config, versions, write_model_repository
 from tests.conftest import MODEL_REPOSITORY
 
 ORT_TYPES = {"tensor(uint16)": model_config_pb2.TYPE_UINT16, "tensor(float)": model_config_pb2.TYPE_FP32}
@@ -113,7 +113,23 @@ def test_repository_command_lays_out_targets_and_versions(tmp_path, capsys):
     assert (out / "methane_seg" / "1" / "model.onnx").is_file()
     assert not (out / "methane_seg" / "1" / "model.py").exists()
     assert main(["repository", "--target", "cpu", "--from", str(source), "--out", str(out), "--new-version"]) == 0
-    assert sorted(p.name for p in (out / "methane_seg").iterdir() if p.is_dir()) == ["1", "2"]
+    assert [str(v) for v in versions(out / "methane_seg")] == ["1", "2"]
     assert parse_config(out / "methane_seg" / "config.pbtxt").backend == "python"
     assert main(["repository", "--target", "tensorrt", "--from", str(source), "--out", str(out)]) == 2
     assert "needs a plan" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model_dir", model_dirs(), ids=lambda p: p.name)
+def test_container_configs_match_the_default(model_dir):
+    """configs/NAME.pbtxt (for `tritonserver --model-config-name=NAME` in NVIDIA's container)."""
+    default = parse_config(model_dir / "config.pbtxt")
+    names = sorted(p.stem for p in (model_dir / "configs").glob("*.pbtxt"))
+    assert names == ["onnxruntime_cpu", "onnxruntime_gpu", "tensorrt"]
+    for name in names:
+        config = parse_config(model_dir / "configs" / f"{name}.pbtxt")
+        assert config.name == default.name and config.max_batch_size == default.max_batch_size
+        assert config.input == default.input and config.output == default.output
+        assert config.parameters["threshold"] == default.parameters["threshold"]
+        kind = config.instance_group[0].kind
+        assert kind == (model_config_pb2.ModelInstanceGroup.KIND_CPU if name.endswith("cpu")
+                        else model_config_pb2.ModelInstanceGroup.KIND_GPU)
