@@ -140,6 +140,7 @@ def main(argv: list[str]) -> int:
         opt.load_state_dict(ck["optimizer"])
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
         sched.load_state_dict(ck["scheduler"])
+        sched.total_steps = total  # --epochs may have grown since the checkpoint
         start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_iou"]
         print(f"resumed from {last} at epoch {start_epoch}", flush=True)
 
