@@ -1,6 +1,7 @@
 """Triton's dynamic batcher merges concurrent requests: fewer executions than inferences."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -40,7 +41,9 @@ def test_eight_concurrent_requests_are_batched(triton):
     for t in threads:
         t.join(timeout=120)
     assert not errors
-    after = model_stats(client)
+    deadline = time.monotonic() + 10  # statistics are updated just after the responses go out
+    while (after := model_stats(client))[0] - before[0] < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
     inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == 8
     assert executions < inferences, f"{executions} executions for {inferences} inferences: nothing was batched"
