@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def client(triton):
-    app = create_app({"TRITON_URL": triton.http_url, "TRITON_PROTOCOL": "http", "TESTING": True})
+def client(triton, tmp_path):
+    app = create_app({"TRITON_URL": triton.http_url, "TRITON_PROTOCOL": "http", "TESTING": True,
+                      "DATA_DIR": str(tmp_path / "var"), "DATABASE_URL": None})
     return app.test_client()
 
 
@@ -93,15 +94,17 @@ def test_no_file_chosen(client):
     assert r.status_code == 400 and b"choose one GeoTIFF" in r.data
 
 
-def test_upload_over_the_limit_is_413(triton, contract_scene):
-    app = create_app({"TRITON_URL": triton.http_url, "MAX_CONTENT_LENGTH": 1000})
+def test_upload_over_the_limit_is_413(triton, contract_scene, tmp_path):
+    app = create_app({"TRITON_URL": triton.http_url, "MAX_CONTENT_LENGTH": 1000, "DATA_DIR": str(tmp_path / "var"),
+                      "DATABASE_URL": None})
     r = upload(app.test_client(), contract_scene())
     assert r.status_code == 413 and b"limit" in r.data
 
 
-def test_server_down_is_503(contract_scene):
+def test_server_down_is_503(contract_scene, tmp_path):
     from client.server import free_port
 
-    app = create_app({"TRITON_URL": f"127.0.0.1:{free_port()}"})
+    app = create_app({"TRITON_URL": f"127.0.0.1:{free_port()}", "DATA_DIR": str(tmp_path / "var"),
+                      "DATABASE_URL": None})
     r = upload(app.test_client(), contract_scene())
     assert r.status_code == 503 and b"unavailable" in r.data

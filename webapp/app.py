@@ -1,136 +1,108 @@
-"""The upload page: one GeoTIFF in, the segmented image out.
+"""The methane-seg web app: upload page, history, JSON API, health, readiness and metrics.
 
 The app reaches Triton only through `client.segmenter.Segmenter`; the input
-contract is checked by `client.contract`. Uploads are stored under generated
-names in a private temporary folder and removed once answered.
+contract is checked by `client.contract`. Uploads are saved under generated
+names, results (files + database rows) under DATA_DIR. Configuration comes
+from the environment (see webapp/config.py and docs/webapp.md); `create_app`
+takes overrides.
 
-Configuration (environment, with defaults):
-  TRITON_URL       localhost:8000 (http) / localhost:8001 (grpc)
-  TRITON_PROTOCOL  http
-  TRITON_MODEL     methane_seg
-  MAX_UPLOAD_MB    512
-  TRITON_TIMEOUT   60 (seconds per request)
+    create_app({"TRITON_URL": "localhost:8000", "DATABASE_URL": "postgresql+psycopg://..."})
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import tempfile
-import time
-import uuid
-from pathlib import Path
+import logging
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from client.contract import BANDS, ContractError, NotGeoTIFF
-from client.outputs import overlay_png
-from client.segmenter import InferenceFailed, Segmenter, TritonUnavailable
+from client.segmenter import Segmenter
+from webapp import api, db, pages
+from webapp.config import database_url, settings_from_env
+from webapp.errors import UploadError
+from webapp.jobs import JobRunner
+from webapp.metrics import Metrics
+from webapp.service import Service
+from webapp.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+# Re-exported for older callers.
+__all__ = ["create_app", "settings_from_env", "UploadError"]
 
 
-def settings_from_env() -> dict:
-    return {
-        "TRITON_URL": os.environ.get("TRITON_URL") or None,
-        "TRITON_PROTOCOL": os.environ.get("TRITON_PROTOCOL", "http"),
-        "TRITON_MODEL": os.environ.get("TRITON_MODEL", "methane_seg"),
-        "TRITON_TIMEOUT": float(os.environ.get("TRITON_TIMEOUT", "60")),
-        "MAX_CONTENT_LENGTH": int(float(os.environ.get("MAX_UPLOAD_MB", "512")) * 1024 * 1024),
-    }
-
-
-class UploadError(Exception):
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.message = message
-        self.status = status
+def make_segmenter(config: dict, timeout: float | None = None, retries: int = 3) -> Segmenter:
+    return Segmenter(config["TRITON_URL"], config["TRITON_PROTOCOL"], model_name=config["TRITON_MODEL"],
+                     timeout=config["TRITON_TIMEOUT"] if timeout is None else timeout, retries=retries)
 
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings_from_env())
     app.config.update(config or {})
-    segmenter = Segmenter(
-        app.config["TRITON_URL"],
-        app.config["TRITON_PROTOCOL"],
-        model_name=app.config["TRITON_MODEL"],
-        timeout=app.config["TRITON_TIMEOUT"],
-    )
-    app.extensions["segmenter"] = segmenter
+    cfg = app.config
 
-    def page(status: int = 200, **context):
-        context.setdefault("bands", BANDS)
-        context.setdefault("max_mb", app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
-        return render_template("index.html", **context), status
+    engine = db.make_engine(database_url(cfg))
+    db.migrate(engine)
+    store = ResultStore(engine, cfg["DATA_DIR"])
+    store.sweep()
+    metrics = Metrics()
+    metrics.init_app(app)
+    jobs = JobRunner(cfg["JOB_WORKERS"], metrics)
+    segmenter = make_segmenter(cfg)
+    service = Service(cfg, segmenter, store, jobs, metrics)
+    app.extensions.update(engine=engine, store=store, metrics=metrics, jobs=jobs, segmenter=segmenter,
+                          service=service)
 
-    @app.get("/")
-    def index():
-        return page()
-
-    @app.post("/")
-    def upload():
-        try:
-            result, elapsed, filename = _segment_upload(segmenter)
-        except UploadError as exc:
-            return page(exc.status, error=exc.message)
-        scene = result.scene
-        return page(
-            filename=filename,
-            width=scene.width,
-            height=scene.height,
-            crs=scene.crs.to_string(),
-            plume_pixels=result.plume_pixels,
-            plume_area_ha=result.plume_pixels * abs(scene.transform.a * scene.transform.e) / 1e4,
-            max_probability=float(result.probability[scene.valid].max()) if scene.valid.any() else 0.0,
-            threshold=result.threshold,
-            model=f"{result.model_name} v{result.model_version}",
-            elapsed=elapsed,
-            overlay_rgb=base64.b64encode(overlay_png(result, "rgb")).decode(),
-            overlay_swir=base64.b64encode(overlay_png(result, "swir")).decode(),
-        )
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc):
-        return page(413, error=f"the file is larger than the {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB limit")
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc):
-        return page(exc.code or 400, error=exc.description)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
 
     @app.get("/healthz")
     def healthz():
         return {"status": "ok"}
 
+    @app.get("/readyz")
+    def readyz():
+        checks, ready = {}, True
+        try:
+            # A fresh client: the answer is today's, not the cached one.
+            info = make_segmenter(cfg, timeout=3.0, retries=1).model_info()
+            checks["triton"] = {"ok": True, "model": cfg["TRITON_MODEL"], "version": info["version"]}
+            if info["version"] != service.segmenter.model_info().get("version"):
+                # A new model version is served: answer new uploads with it.
+                service.segmenter = app.extensions["segmenter"] = make_segmenter(cfg)
+        except Exception as exc:
+            checks["triton"] = {"ok": False, "error": str(exc)[:300]}
+            ready = False
+        try:
+            db.ping(engine)
+            checks["database"] = {"ok": True, "dialect": engine.dialect.name}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "error": str(exc).splitlines()[0][:300]}
+            ready = False
+        return jsonify({"status": "ready" if ready else "not ready", "checks": checks}), 200 if ready else 503
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or request.path in ("/readyz", "/healthz", "/metrics")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc):
+        message = f"the file is larger than the {cfg['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB limit"
+        return api.error(message, 413) if wants_json() else pages.page(status=413, error=message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        code = exc.code or 400
+        return api.error(exc.description, code) if wants_json() else pages.page(status=code, error=exc.description)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        message = "internal error; it has been logged"
+        return api.error(message, 500) if wants_json() else pages.page(status=500, error=message)
+
     return app
 
 
-def _segment_upload(segmenter: Segmenter):
-    """Save the one uploaded file under a generated name, segment it, remove it."""
-    files = request.files.getlist("file")
-    if not files or not files[0] or not files[0].filename:
-        raise UploadError("choose one GeoTIFF file to upload", 400)
-    if len(files) > 1:
-        raise UploadError("upload one GeoTIFF per request", 400)
-    upload = files[0]
-    display_name = Path(upload.filename.replace("\\", "/")).name[:200]
-    with tempfile.TemporaryDirectory(prefix="methane-seg-upload-") as tmp:
-        path = Path(tmp) / f"{uuid.uuid4().hex}.tif"
-        upload.save(path)
-        t0 = time.perf_counter()
-        try:
-            result = segmenter.segment(path)
-        except NotGeoTIFF as exc:
-            raise UploadError(_named(str(exc), path, display_name), 415) from None
-        except ContractError as exc:
-            raise UploadError(_named(str(exc), path, display_name), 422) from None
-        except TritonUnavailable as exc:
-            raise UploadError(f"the model server is unavailable, try again shortly ({exc})", 503) from None
-        except InferenceFailed as exc:
-            raise UploadError(str(exc), 502) from None
-        result.scene.name = Path(display_name).stem or "upload"
-    return result, time.perf_counter() - t0, display_name
-
-
-def _named(message: str, path: Path, display_name: str) -> str:
-    """Error messages name the user's file, never our generated path."""
-    return message.replace(str(path), display_name).replace(path.name, display_name)
+def current_service() -> Service:
+    return current_app.extensions["service"]
