@@ -20,7 +20,7 @@ SRID = 4326
 
 
 class PostGISGeometry(UserDefinedType):
-    """A PostGIS geometry column that takes and gives GeoJSON text."""
+    """A PostGIS geometry column that takes and gives GeoJSON geometries (dicts)."""
 
     cache_ok = True
 
@@ -35,11 +35,17 @@ class PostGISGeometry(UserDefinedType):
         return sa.func.ST_SetSRID(sa.func.ST_GeomFromGeoJSON(bindvalue), sa.literal_column(str(self.srid)))
 
     def column_expression(self, col):
-        return sa.func.ST_AsGeoJSON(col, sa.literal_column("7"))
+        return sa.func.ST_AsGeoJSON(col, sa.literal_column("7"), type_=self)
+
+    def bind_processor(self, dialect):
+        return lambda value: None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def result_processor(self, dialect, coltype):
+        return lambda value: json.loads(value) if isinstance(value, str) else value
 
 
 class GeoJSON(TypeDecorator):
-    """A GeoJSON geometry (a dict) stored as text; PostGIS geometry on PostgreSQL (see `geojson_geometry`)."""
+    """A GeoJSON geometry (a dict) stored as text (SQLite and other databases)."""
 
     impl = sa.Text
     cache_ok = True
@@ -52,23 +58,8 @@ class GeoJSON(TypeDecorator):
 
 
 def geojson_geometry(geometry_type: str = "GEOMETRY"):
-    return GeoJSON().with_variant(GeoJSONOnPostGIS(geometry_type), "postgresql")
-
-
-class GeoJSONOnPostGIS(TypeDecorator):
-    """dict <-> GeoJSON text <-> PostGIS geometry."""
-
-    impl = PostGISGeometry
-    cache_ok = True
-
-    def __init__(self, geometry_type: str = "GEOMETRY"):
-        super().__init__(geometry_type)
-
-    def process_bind_param(self, value, dialect):
-        return None if value is None else json.dumps(value, separators=(",", ":"))
-
-    def process_result_value(self, value, dialect):
-        return None if value is None else json.loads(value)
+    """GeoJSON text in general, a PostGIS geometry(geometry_type, 4326) column on PostgreSQL."""
+    return GeoJSON().with_variant(PostGISGeometry(geometry_type), "postgresql")
 
 
 def utcnow() -> datetime:
