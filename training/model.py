@@ -15,7 +15,8 @@ from torch import nn
 from client.contract import BANDS
 
 I11, I12 = BANDS.index("B11"), BANDS.index("B12")
-N_IN = len(BANDS) + 2  # six bands + log(B12/B11) + its local anomaly
+SMOOTH_SIGMAS = (1.5, 4.0)  # pixels: the anomaly averaged over about a plume's width (matched filters)
+N_IN = len(BANDS) + 2 + len(SMOOTH_SIGMAS)  # six bands, log(B12/B11), its local anomaly, smoothed anomalies
 ANOMALY_WINDOW = 31  # pixels: local background of the log-ratio
 RATIO_EPS = 1e-3
 
@@ -38,14 +39,28 @@ def build_net(arch: dict) -> nn.Module:
 
 
 def features(x: torch.Tensor) -> torch.Tensor:
-    """(N, 6, H, W) reflectance x 10000 -> (N, 8, H, W): reflectance, log(B12/B11), local anomaly of it."""
+    """(N, 6, H, W) reflectance x 10000 -> (N, N_IN, H, W): reflectance, log(B12/B11), its local
+    anomaly (against a 31-pixel box mean), and that anomaly smoothed at SMOOTH_SIGMAS."""
     x = x.float() * (1.0 / 10000.0)
     lr = torch.log((x[:, I12:I12 + 1] + RATIO_EPS) / (x[:, I11:I11 + 1] + RATIO_EPS))
     # local anomaly: log-ratio minus its local mean (separable box filter, edges by the valid mean)
     k = ANOMALY_WINDOW
     bg = F.avg_pool2d(lr, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
     bg = F.avg_pool2d(bg, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
-    return torch.cat([x, lr, lr - bg], dim=1)
+    anomaly = lr - bg
+    smoothed = [gaussian_blur(anomaly, s) for s in SMOOTH_SIGMAS]
+    return torch.cat([x, lr, anomaly, *smoothed], dim=1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a (N, 1, H, W) map, edges by reflection (exports to ONNX as convs)."""
+    radius = int(3 * sigma + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.reshape(1, 1, 1, -1))
+    return F.conv2d(x, k.reshape(1, 1, -1, 1))
 
 
 class PlumeNet(nn.Module):

@@ -50,8 +50,14 @@ def spec(name: str) -> np.ndarray:
 
 
 def _jitter(rng, s: np.ndarray, amount=0.08) -> np.ndarray:
-    """Per-scene variation of an endmember: overall brightness and a small spectral tilt."""
+    """Per-scene variation of an endmember: overall brightness and a small spectral tilt.
+
+    The SWIR bands tilt together (B11 and B12 lie on the same smooth SWIR
+    continuum of soils and minerals), so the B12/B11 ratio of an instance varies
+    by about 1 %, not by the independent spread of two bands.
+    """
     tilt = rng.normal(0, amount / 2, size=6).astype(np.float32)
+    tilt[5] = tilt[4] + np.float32(rng.normal(0, amount / 8))
     return s * np.float32(rng.uniform(1 - amount, 1 + amount)) * (1 + tilt)
 
 
@@ -77,10 +83,17 @@ def _abund(rng, n, scale, mean_frac):
 
 
 def _background(rng, n, names, scale=None):
-    """Mixture of endmembers with smooth abundances."""
+    """Mixture of endmembers with smooth abundances, plus fine brightness texture.
+
+    Composition (which changes band ratios) varies over tens of pixels; the
+    pixel-scale texture of natural surfaces (roughness, shading, moisture
+    speckle) changes brightness, which scales all SWIR bands alike.
+    """
     scale = scale or rng.uniform(30, 120)
-    fr = [np.exp(1.2 * fbm(rng, n, scales=(scale, scale / 4, 3.0), weights=(1, 0.4, 0.15))) for _ in names]
-    return mix(fr, [_jitter(rng, spec(nm)) for nm in names])
+    fr = [np.exp(1.2 * fbm(rng, n, scales=(scale, scale / 4), weights=(1, 0.4))) for _ in names]
+    r = mix(fr, [_jitter(rng, spec(nm)) for nm in names])
+    r *= 1 + np.float32(rng.uniform(0.02, 0.06)) * fbm(rng, n, scales=(6.0, 2.0), weights=(1, 0.6))[None]
+    return r
 
 
 def desert_sand(rng, n):
