@@ -75,8 +75,9 @@ def create_app(config: dict | None = None) -> Flask:
             checks["triton"] = {"ok": False, "error": str(exc)[:300]}
             ready = False
         try:
-            db.ping(engine)
-            checks["database"] = {"ok": True, "dialect": engine.dialect.name}
+            current = app.extensions["engine"]
+            db.ping(current)
+            checks["database"] = {"ok": True, "dialect": current.dialect.name}
         except Exception as exc:
             checks["database"] = {"ok": False, "error": str(exc).splitlines()[0][:300]}
             ready = False

@@ -4,8 +4,9 @@
                       [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
 
 Every flag also reads an environment variable (MODEL_REPOSITORY, HOST, PORT,
-TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT). Ctrl-C (or SIGTERM)
-stops the web app and then Triton.
+TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT). The web app's own settings
+(DATA_DIR, DATABASE_URL, ...) are in webapp/config.py; its database is migrated at
+start-up. Ctrl-C (or SIGTERM) stops the web app and then Triton.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         server.cleanup()
         return 3
     try:
-        app = create_app({"TRITON_URL": server.http_url, "TRITON_PROTOCOL": "http"})
+        app = create_app({"TRITON_URL": server.http_url, "TRITON_PROTOCOL": "http",
+                          "TRITON_METRICS_URL": os.environ.get("TRITON_METRICS_URL") or server.metrics_url})
         print(f"Triton ready. Upload page: http://{args.host}:{args.port}/  (Ctrl-C stops both)", flush=True)
         serve(app, host=args.host, port=args.port, threads=args.threads, _quiet=True)
     except KeyboardInterrupt:
