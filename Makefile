@@ -24,6 +24,7 @@ run: $(VENV)/.serve
 	$(BIN)/methane-seg serve
 
 test: $(VENV)/.test
+	sh scripts/ci_services.sh
 	$(BIN)/python -m pytest -ra
 
 test-fast: $(VENV)/.test
