@@ -158,7 +158,7 @@ def summarise(scores: list[SceneScore], pooled_ap: float | None = None) -> dict:
 
 # -- threshold choice on the validation split (used by training) --------------
 
-THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 3)
+THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, np.arange(0.05, 0.951, 0.05)], 3)
 
 
 def confusion(prob: np.ndarray, mask: np.ndarray, thresholds=THRESHOLDS) -> np.ndarray:

@@ -15,6 +15,7 @@ from torch import nn
 from client.contract import BANDS
 
 I11, I12 = BANDS.index("B11"), BANDS.index("B12")
+ANOMALY_CLIP = 0.3  # |log-ratio anomaly| above this is not methane (a 26 % ratio drop)
 SMOOTH_SIGMAS = (1.5, 4.0)  # pixels: the anomaly averaged over about a plume's width (matched filters)
 N_IN = len(BANDS) + 2 + len(SMOOTH_SIGMAS)  # six bands, log(B12/B11), its local anomaly, smoothed anomalies
 ANOMALY_WINDOW = 31  # pixels: local background of the log-ratio
@@ -47,7 +48,9 @@ def features(x: torch.Tensor) -> torch.Tensor:
     k = ANOMALY_WINDOW
     bg = F.avg_pool2d(lr, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
     bg = F.avg_pool2d(bg, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
-    anomaly = lr - bg
+    # Methane lowers the ratio by at most a few tens of percent; dark pixels (water, shadow) give
+    # wild ratios from a few counts. Clipping keeps them from swamping the normalisation.
+    anomaly = torch.clamp(lr - bg, -ANOMALY_CLIP, ANOMALY_CLIP)
     smoothed = [gaussian_blur(anomaly, s) for s in SMOOTH_SIGMAS]
     return torch.cat([x, lr, anomaly, *smoothed], dim=1)
 

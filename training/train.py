@@ -45,17 +45,19 @@ def norm_stats(x: np.ndarray, n: int = 200) -> tuple[list, list]:
     return mean.tolist(), std.tolist()
 
 
-POS_WEIGHT = 5.0  # plume pixels are ~2 % of the crops; weight them up in the BCE term
+POS_WEIGHT = 3.0  # plume pixels are ~1 % of the crops; weight them up in the BCE term
 DICE_WEIGHT = 0.5
 
 
-def dice_bce(logits, target):
-    pw = torch.tensor(POS_WEIGHT, device=logits.device)
+def dice_bce(logits, target, pos_weight: float = POS_WEIGHT, dice_weight: float = DICE_WEIGHT):
+    pw = torch.tensor(pos_weight, device=logits.device)
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    if not dice_weight:
+        return bce
     p = torch.sigmoid(logits)
     inter = (p * target).sum()
     dice = 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
-    return bce + DICE_WEIGHT * dice
+    return bce + dice_weight * dice
 
 
 @torch.no_grad()
@@ -112,6 +114,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-train", type=int, default=0, help="use at most this many training scenes (0: all)")
     p.add_argument("--max-val", type=int, default=0, help="use at most this many validation scenes (0: all)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--arch", default=ARCH["arch"], help="segmentation-models-pytorch architecture (Unet, UnetPlusPlus, FPN)")
+    p.add_argument("--encoder", default=ARCH["encoder_name"], help="encoder, e.g. resnet18, efficientnet-b0, mobilenet_v2")
+    p.add_argument("--encoder-depth", type=int, default=ARCH["encoder_depth"])
+    p.add_argument("--decoder-channels", default=",".join(map(str, ARCH["decoder_channels"])),
+                   help="comma-separated, one per encoder stage (Unet)")
+    p.add_argument("--pos-weight", type=float, default=POS_WEIGHT, help="BCE weight of plume pixels")
+    p.add_argument("--dice-weight", type=float, default=DICE_WEIGHT, help="0: BCE only")
+    p.add_argument("--plume-frac", type=float, default=0.5, help="share of crops centred near plume pixels")
     a = p.parse_args(argv)
 
     torch.manual_seed(a.seed)
@@ -125,7 +135,10 @@ def main(argv: list[str]) -> int:
     print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
 
     mean, std = norm_stats(xt)
-    model = PlumeNet(ARCH, mean, std).to(device)
+    arch = {"arch": a.arch, "encoder_name": a.encoder, "encoder_depth": a.encoder_depth}
+    if a.arch in ("Unet", "UnetPlusPlus"):
+        arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
+    model = PlumeNet(arch, mean, std).to(device)
     spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
     total = a.epochs * spe
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
@@ -144,7 +157,7 @@ def main(argv: list[str]) -> int:
         start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_iou"]
         print(f"resumed from {last} at epoch {start_epoch}", flush=True)
 
-    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch)
+    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch, plume_frac=a.plume_frac)
     history = []
     for epoch in range(start_epoch, a.epochs):
         model.train()
@@ -153,7 +166,7 @@ def main(argv: list[str]) -> int:
         for i in bar:
             xb, yb = sampler.batch(a.batch_size)
             xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
-            loss = dice_bce(model(xb), yb)
+            loss = dice_bce(model(xb), yb, a.pos_weight, a.dice_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
