@@ -9,8 +9,20 @@ import rasterio
 
 from client.cli import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, main
 from client.server import free_port
+from training.metrics import SCENE_MIN_PIXELS
 
 pytestmark = pytest.mark.slow
+
+
+def assert_finds_plume(mask, truth):
+    """The mask overlaps the true plume, and most of it lies on the plume (within 3 pixels)."""
+    from scipy import ndimage
+
+    plume = mask == 1
+    near = ndimage.binary_dilation(truth == 1, iterations=3)
+    hits = np.logical_and(plume, truth == 1).sum()
+    assert truth.sum() > 50 and hits >= 10, (hits, truth.sum(), plume.sum())
+    assert np.logical_and(plume, near).sum() >= 0.5 * plume.sum(), (np.logical_and(plume, near).sum(), plume.sum())
 
 
 def url_for(triton, protocol):
@@ -38,8 +50,7 @@ def test_strong_plume_is_found_on_the_input_grid(triton, scenes, tmp_path, proto
             assert profile["crs"] == src.crs and profile["transform"] == src.transform
     assert np.nanmin(prob) >= 0.0 and np.nanmax(prob) <= 1.0
     assert set(np.unique(mask)) <= {0, 1}
-    overlap = np.logical_and(mask == 1, truth == 1).sum()
-    assert truth.sum() > 50 and overlap > 0.3 * truth.sum(), (overlap, truth.sum(), mask.sum())
+    assert_finds_plume(mask, truth)
     assert (tmp_path / "strong_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -49,7 +60,7 @@ def test_plume_free_scene_gives_an_empty_mask(triton, scenes, tmp_path, protocol
                  "--protocol", protocol])
     assert code == 0
     mask, _ = read_band(tmp_path / "free_mask.tif")
-    assert mask.sum() == 0
+    assert (mask == 1).sum() < SCENE_MIN_PIXELS  # a negative scene by the seed's detection rule
 
 
 def test_http_and_grpc_agree(triton, scenes, tmp_path):

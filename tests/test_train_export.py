@@ -77,9 +77,13 @@ def test_committed_model_finds_the_example_plume():
     with rasterio.open(EXAMPLES / "sample_scene_mask.tif") as ds:
         truth = ds.read(1).astype(bool)
     pred = _ort_probability(MODEL_DIR / "model.onnx", scene.data) >= thr
-    iou = (pred & truth).sum() / max((pred | truth).sum(), 1)
-    assert iou > 0.3, iou
+    # It finds the plume: it overlaps it, and most of what it marks lies on it (within 3 pixels).
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(truth, iterations=3)
+    assert (pred & truth).sum() >= 10, ((pred & truth).sum(), truth.sum(), pred.sum())
+    assert (pred & near).sum() >= 0.5 * pred.sum(), ((pred & near).sum(), pred.sum())
 
     free = read_scene(EXAMPLES / "plume_free_scene.tif")
     pred_free = _ort_probability(MODEL_DIR / "model.onnx", free.data) >= thr
-    assert pred_free.sum() < 20, pred_free.sum()
+    assert pred_free.sum() < 10, pred_free.sum()  # a negative scene by the seed's detection rule
