@@ -35,7 +35,7 @@ def _to_uint16_input(model: onnx.ModelProto) -> onnx.ModelProto:
     """Make the graph input uint16: new input + Cast(to=FLOAT) feeding the old consumers."""
     g = model.graph
     old = next(i for i in g.input if i.name == INPUT_NAME)
-    cast_out = INPUT_NAME + "_float"
+    cast_out = INPUT_NAME + "__from_uint16"
     for node in g.node:
         node.input[:] = [cast_out if n == INPUT_NAME else n for n in node.input]
     old.type.tensor_type.elem_type = TensorProto.UINT16
@@ -43,26 +43,68 @@ def _to_uint16_input(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_onnx(model: torch.nn.Module, onnx_path: str | Path, tile: int = TILE_SIZE) -> Path:
-    """Trace `model` (raw reflectance -> logits) with the sigmoid folded in; write a uint16-input ONNX."""
+DOC = "methane plume probability; input B2,B3,B4,B8,B11,B12 uint16 reflectance x 10000, NCHW"
+def fp32_nodes(m: onnx.ModelProto) -> list[str]:
+    """Nodes of the feature extraction: everything up to the U-Net's first layer (names under /model/ but
+    not /model/net/), kept FP32 together with their constant weights (the blur kernels)."""
+    return [n.name for n in m.graph.node if n.name.startswith("/model/") and not n.name.startswith("/model/net/")]
+
+
+def trace_float_onnx(model: torch.nn.Module, tile: int = TILE_SIZE) -> onnx.ModelProto:
+    """Trace `model` (raw reflectance -> logits) with the sigmoid folded in; float32 input."""
+    import tempfile
+
     from training.model import ProbabilityModel
 
-    onnx_path = Path(onnx_path)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = ProbabilityModel(model.cpu().eval()).eval()
     dummy = torch.full((1, len(BANDS), tile, tile), 2000.0)
-    tmp = onnx_path.with_suffix(".f32.onnx")
-    torch.onnx.export(
-        wrapped, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        opset_version=OPSET, dynamo=False, do_constant_folding=True,
-        dynamic_axes={INPUT_NAME: {0: "N", 2: "H", 3: "W"}, OUTPUT_NAME: {0: "N", 2: "H", 3: "W"}},
-    )
-    m = _to_uint16_input(onnx.load(str(tmp)))
-    m.doc_string = "methane plume probability; input B2,B3,B4,B8,B11,B12 uint16 reflectance x 10000, NCHW"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f32.onnx"
+        torch.onnx.export(
+            wrapped, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            opset_version=OPSET, dynamo=False, do_constant_folding=True,
+            dynamic_axes={INPUT_NAME: {0: "N", 2: "H", 3: "W"}, OUTPUT_NAME: {0: "N", 2: "H", 3: "W"}},
+        )
+        return onnx.load(str(path))
+
+
+def simplify(m: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim: constant folding and dead-node removal; the graph's interface is unchanged."""
+    import onnxslim
+
+    return onnxslim.slim(m)
+
+
+def finish(m: onnx.ModelProto, path: Path) -> Path:
+    """uint16 input in front (on a copy), checker, save."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(m)
+    m = _to_uint16_input(copy)
+    m.doc_string = DOC
     onnx.checker.check_model(m, full_check=True)
-    onnx.save(m, str(onnx_path))
-    tmp.unlink()
-    return onnx_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    onnx.save(m, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export_onnx(model: torch.nn.Module, onnx_path: str | Path, tile: int = TILE_SIZE,
+                fp16_path: str | Path | None = None) -> Path:
+    """Write the FP32 ONNX (simplified, uint16 input); with fp16_path also the FP16 variant.
+
+    The FP16 variant converts the U-Net to float16 and keeps the feature extraction
+    (log-ratio, its anomaly, the blurs, the normalisation) in float32: a 0.5 % change of
+    B12/B11 is below FP16's resolution once logarithms are taken.
+    """
+    traced = trace_float_onnx(model, tile)
+    finish(simplify(traced), Path(onnx_path))
+    if fp16_path is not None:
+        from onnxconverter_common import float16
+
+        half = float16.convert_float_to_float16(traced, keep_io_types=True, node_block_list=fp32_nodes(traced))
+        finish(half, Path(fp16_path))
+    return Path(onnx_path)
 
 
 def check_parity(model: torch.nn.Module, onnx_path, scenes: list[np.ndarray], tol: float = PARITY_TOL) -> float:
@@ -99,6 +141,44 @@ def parity_scenes() -> list[np.ndarray]:
     ]
 
 
+FP16_IOU_TOL = 0.01
+FP16_SCENES = 24
+
+
+def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP16_SCENES) -> dict:
+    """Plume IoU against the truth of `n` simulated test scenes with plumes: PyTorch FP32 vs ONNX FP16.
+
+    Raises ExportError when they differ by more than FP16_IOU_TOL.
+    """
+    import onnxruntime as ort
+
+    from training.simulate import simulate_scene
+
+    sess = ort.InferenceSession(str(fp16_path), providers=["CPUExecutionProvider"])
+    model = model.cpu().eval()
+    counts = {"fp32": [0, 0], "fp16": [0, 0]}  # intersection, union
+    max_diff = 0.0
+    for k in range(n):
+        sim = simulate_scene(2_950_000 + k, size=256, n_sources=1, q_kg_h=float(np.geomspace(1000, 20000, n)[k]))
+        x = sim.data[None]
+        truth = sim.mask.astype(bool)
+        with torch.no_grad():
+            ref = torch.sigmoid(model(torch.from_numpy(x.astype(np.float32)))).numpy()[0, 0]
+        half = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0][0, 0]
+        max_diff = max(max_diff, float(np.abs(half - ref).max()))
+        for key, prob in (("fp32", ref), ("fp16", half)):
+            pred = prob >= threshold
+            counts[key][0] += int((pred & truth).sum())
+            counts[key][1] += int((pred | truth).sum())
+    iou = {k: (i / u if u else 1.0) for k, (i, u) in counts.items()}
+    report = {"scenes": n, "iou_pytorch_fp32": iou["fp32"], "iou_onnx_fp16": iou["fp16"],
+              "iou_delta": abs(iou["fp16"] - iou["fp32"]), "max_abs_diff": max_diff, "tolerance": FP16_IOU_TOL}
+    if report["iou_delta"] > FP16_IOU_TOL:
+        raise ExportError(f"FP16 parity failed: plume IoU {iou['fp16']:.4f} vs {iou['fp32']:.4f} in PyTorch "
+                          f"(|delta| {report['iou_delta']:.4f} > {FP16_IOU_TOL})")
+    return report
+
+
 def build_metadata(ck: dict, parity: float) -> dict:
     from training.simulate import SIMULATOR_VERSION
 
@@ -126,16 +206,23 @@ def build_metadata(ck: dict, parity: float) -> dict:
     }
 
 
-def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, write_repository=True) -> dict:
-    """Checkpoint -> ONNX (checked, parity-tested) -> model repository. Returns the metadata."""
+def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, write_repository=True,
+                      fp16: bool = True, fp16_scenes: int = FP16_SCENES) -> dict:
+    """Checkpoint -> ONNX FP32 and FP16 (checked, simplified, parity-tested) -> model repository.
+
+    Returns the metadata (which carries both parity reports).
+    """
     from training.model import load_checkpoint
 
     model, ck = load_checkpoint(checkpoint)
     repo_dir = Path(repo_dir)
     onnx_path = repo_dir / "methane_seg" / "1" / "model.onnx"
-    export_onnx(model, onnx_path)
+    fp16_path = onnx_path.with_name("model_fp16.onnx") if fp16 else None
+    export_onnx(model, onnx_path, fp16_path=fp16_path)
     parity = check_parity(model, onnx_path, parity_scenes() if scenes is None else scenes)
     meta = build_metadata(ck, parity)
+    if fp16_path is not None:
+        meta["fp16"] = {"file": fp16_path.name, **fp16_parity(model, fp16_path, meta["threshold"], fp16_scenes)}
     if write_repository:
         try:
             from export.repository import write_model_repository

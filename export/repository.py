@@ -204,6 +204,9 @@ def write_model_repository(
         shutil.copyfile(plan_path, version_dir / "model.plan")
     else:
         _copy(Path(onnx_path), version_dir / "model.onnx")
+        half = Path(onnx_path).with_name("model_fp16.onnx")
+        if half.is_file():
+            _copy(half, version_dir / "model_fp16.onnx")
     if target == "cpu":
         shutil.copyfile(TEMPLATES / "model.py", version_dir / "model.py")
     meta = dict(metadata, version=version, target=target)

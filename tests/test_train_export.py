@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from client.contract import read_scene
+from export.onnx_export import check_parity
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "model_repository" / "methane_seg" / "1"
@@ -46,12 +47,49 @@ def test_smoke_train_export_parity(tmp_path):
 
     repo = tmp_path / "repo"
     scenes = [read_scene(p).data for p in sorted((data / "val").glob("s*[0-9].tif"))]
-    meta = export_checkpoint(run / "best.pt", repo, scenes=scenes)
+    meta = export_checkpoint(run / "best.pt", repo, scenes=scenes, fp16_scenes=4)
     onnx_path = repo / "methane_seg" / "1" / "model.onnx"
     assert onnx_path.is_file() and meta["onnx_parity_max_abs_diff"] <= 1e-4
+    # The FP16 variant: written beside, same interface, plume IoU within 0.01 of PyTorch.
+    import onnxruntime as ort
+
+    half = ort.InferenceSession(str(onnx_path.with_name("model_fp16.onnx")), providers=["CPUExecutionProvider"])
+    assert half.get_inputs()[0].type == "tensor(uint16)" and half.get_outputs()[0].type == "tensor(float)"
+    assert meta["fp16"]["iou_delta"] <= 0.01 and meta["fp16"]["scenes"] == 4
+    assert json.loads((onnx_path.parent / "metadata.json").read_text())["fp16"] == meta["fp16"]
     assert meta["input"]["dtype"] == "uint16" and meta["bands"] == ["B2", "B3", "B4", "B8", "B11", "B12"]
     model, _ = load_checkpoint(run / "best.pt")
     assert check_parity(model, onnx_path, [np.full((6, 96, 64), 3000, np.uint16)]) <= 1e-4
+
+
+def test_parity_failure_fails_loudly(tmp_path):
+    """A graph that does not match the PyTorch model stops the export with a clear error."""
+    import torch
+
+    from export.onnx_export import ExportError, export_onnx
+    from training.model import PlumeNet
+
+    model = PlumeNet({"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3,
+                      "decoder_channels": [8, 8, 8]}).eval()
+    onnx_path = export_onnx(model, tmp_path / "m.onnx")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # the PyTorch model moves on; the exported graph does not
+    with pytest.raises(ExportError, match="parity failed"):
+        check_parity(model, onnx_path, [np.full((6, 64, 64), 2500, np.uint16)])
+
+
+def test_tensorrt_without_gpu_is_a_clear_message(tmp_path, capsys):
+    from client.cli import main
+    from export.tensorrt_plan import tensorrt_available
+
+    if tensorrt_available() is None:
+        pytest.skip("TensorRT and a GPU are here: tests/test_gpu.py builds the plan")
+    ckpt = tmp_path / "x.pt"
+    ckpt.write_bytes(b"")
+    assert main(["export", str(ckpt), "--trt", "--out", str(tmp_path / "repo")]) == 3
+    err = capsys.readouterr().err
+    assert "cannot build a TensorRT plan here" in err and "build-plan" in err
 
 
 def test_committed_model_signature():
