@@ -157,8 +157,10 @@ def open_checked(path: str | Path):
 
     Returns an open rasterio dataset (the caller closes it) and the band order.
     """
+    import warnings
+
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     path = Path(path)
     if not path.is_file():
@@ -166,7 +168,10 @@ def open_checked(path: str | Path):
     if path.stat().st_size == 0:
         raise NotGeoTIFF(f"{path.name} is empty")
     try:
-        ds = rasterio.open(path)
+        with warnings.catch_warnings():
+            # A missing geotransform is reported as a contract error below, not as a warning.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
     except RasterioIOError:
         raise NotGeoTIFF(f"{path.name} is not a GeoTIFF (rasterio cannot read it)") from None
     try:

@@ -104,6 +104,7 @@ def test_bad_input_exits_non_zero_with_one_line(triton, write_geotiff, tmp_path,
     else:
         path = tmp_path / "nowhere.tif"
     out = tmp_path / "out"
+    capsys.readouterr()  # what writing the bad file printed is not the CLI's
     code = main(["segment", str(path), "--out", str(out), "--url", triton.http_url])
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()

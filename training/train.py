@@ -29,9 +29,9 @@ from training.model import DEFAULT_ARCH, PlumeNet, features
 
 ARCH = {
     "arch": "Unet",
-    "encoder_name": "efficientnet-b0",
+    "encoder_name": "resnet18",
     "encoder_depth": 3,
-    "decoder_channels": [48, 24, 12],
+    "decoder_channels": [32, 16, 8],
 }
 
 
