@@ -75,3 +75,15 @@ def test_detection_curve_recovers_known_rates():
     fit = fit_detection_curve(q, rng.random(q.size) < p)
     assert fit["q50_kg_h"] == pytest.approx(1000, rel=0.1)
     assert fit["q90_kg_h"] == pytest.approx(10 ** (3 + np.log(9) / 4), rel=0.15)
+
+
+def test_threshold_keeps_the_scene_false_positive_rate_within_target():
+    from training.metrics import choose_threshold
+
+    thresholds = np.array([0.1, 0.5, 0.9])
+    conf = np.array([[90, 60, 10], [70, 10, 30], [20, 0, 80]])  # IoU 0.56, 0.64, 0.2
+    free_kth = np.array([0.05] * 18 + [0.6, 0.95])  # scene FPR 0.1, 0.1, 0.05
+    thr, sc = choose_threshold(conf, free_kth, thresholds)
+    assert thr == 0.9 and sc["free_scene_fp_rate"] == 0.05
+    thr, _ = choose_threshold(conf, free_kth, thresholds, max_fpr=0.2)
+    assert thr == 0.5  # the best IoU once the target allows it

@@ -158,7 +158,7 @@ def summarise(scores: list[SceneScore], pooled_ap: float | None = None) -> dict:
 
 # -- threshold choice on the validation split (used by training) --------------
 
-THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, np.arange(0.05, 0.951, 0.05)], 3)
+THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, np.arange(0.05, 0.951, 0.05), 0.97, 0.98, 0.99], 3)
 
 
 def confusion(prob: np.ndarray, mask: np.ndarray, thresholds=THRESHOLDS) -> np.ndarray:
@@ -186,3 +186,23 @@ def best_threshold(conf: np.ndarray, thresholds=THRESHOLDS) -> tuple[float, dict
     ious = [scores(*c)["iou"] for c in conf]
     k = int(np.argmax(ious))
     return float(thresholds[k]), scores(*conf[k])
+
+
+MAX_SCENE_FPR = 0.05  # the product's target: at most 5 % of plume-free scenes flagged
+
+
+def choose_threshold(conf: np.ndarray, free_kth: np.ndarray, thresholds=THRESHOLDS,
+                     max_fpr: float = MAX_SCENE_FPR) -> tuple[float, dict]:
+    """The validation threshold: the best pixel IoU among thresholds whose scene false-positive rate
+    (plume-free scenes with >= SCENE_MIN_PIXELS pixels above it) is at most `max_fpr`; if none is,
+    the threshold with the lowest rate. free_kth: each plume-free scene's SCENE_MIN_PIXELS-th largest
+    probability."""
+    fpr = np.array([float((free_kth >= t).mean()) if len(free_kth) else 0.0 for t in thresholds])
+    allowed = np.flatnonzero(fpr <= max_fpr)
+    if allowed.size:
+        k = int(allowed[np.argmax([scores(*conf[j])["iou"] for j in allowed])])
+    else:
+        k = int(np.argmin(fpr))
+    sc = scores(*conf[k])
+    sc["free_scene_fp_rate"] = float(fpr[k])
+    return float(thresholds[k]), sc
