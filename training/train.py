@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.data import CropSampler, load_scenes
+from training.data import CropSampler, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
 from training.model import DEFAULT_ARCH, PlumeNet, features
 
@@ -120,6 +120,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--pos-weight", type=float, default=POS_WEIGHT, help="BCE weight of plume pixels")
     p.add_argument("--dice-weight", type=float, default=DICE_WEIGHT, help="0: BCE only")
     p.add_argument("--plume-frac", type=float, default=0.5, help="share of crops centred near plume pixels")
+    p.add_argument("--visible-drop", type=float, default=0.0,
+                   help="train on plume pixels whose B12/B11 drop is at least this (0: the product's labels); "
+                        "validation always uses the product's labels")
     a = p.parse_args(argv)
 
     torch.manual_seed(a.seed)
@@ -129,6 +132,10 @@ def main(argv: list[str]) -> int:
 
     t0 = time.time()
     xt, yt = load_scenes(a.data / "train", a.max_train or None)
+    if a.visible_drop > 0:
+        yt = visible_labels(a.data / "train", a.max_train or None, a.visible_drop)
+        print(f"training targets: plume pixels with a B12/B11 drop >= {a.visible_drop:.3f} "
+              f"({int(yt.sum())} pixels)", flush=True)
     xv, yv = load_scenes(a.data / "val", a.max_val or None)
     print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
 
