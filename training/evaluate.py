@@ -135,7 +135,11 @@ def format_table(report: dict) -> str:
     curve = report.get("detection_curve")
     if curve:
         lines.append("")
-        lines.append(f"50 % of plumes detected at {curve['q50_kg_h']:.0f} kg/h, 90 % at {curve['q90_kg_h']:.0f} kg/h "
+        def rate(q):
+            # Beyond the simulated range (20 000 kg/h) the fit only extrapolates.
+            return "not reached below 100 000 kg/h" if not q < 1e5 else f"{q:.0f} kg/h"
+
+        lines.append(f"50 % of plumes detected at {rate(curve['q50_kg_h'])}, 90 % at {rate(curve['q90_kg_h'])} "
                      "(logistic fit on log10 Q)")
     return "\n".join(lines)
 
