@@ -158,7 +158,7 @@ def summarise(scores: list[SceneScore], pooled_ap: float | None = None) -> dict:
 
 # -- threshold choice on the validation split (used by training) --------------
 
-THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, np.arange(0.05, 0.951, 0.05), 0.97, 0.98, 0.99], 3)
+THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, np.arange(0.05, 0.951, 0.05), 0.97, 0.98, 0.99, 0.995, 0.998, 0.999], 4)
 
 
 def confusion(prob: np.ndarray, mask: np.ndarray, thresholds=THRESHOLDS) -> np.ndarray:
