@@ -54,11 +54,20 @@ def extract_tile(data: np.ndarray, t: Tile, tile: int) -> np.ndarray:
     return pad_tile(data[:, t.row : t.row + t.height, t.col : t.col + t.width], tile)
 
 
+EDGE_WEIGHT = 1e-3
+
+
 def blend_weights(tile: int, overlap: int) -> np.ndarray:
-    """(tile, tile) float32 weights: 1 in the middle, a linear ramp over `overlap` at the borders."""
+    """(tile, tile) float32 weights: 1 in the middle; over the `overlap` at each border, a near-zero
+    outer half (a tile's predictions there see a truncated context: the model's 31-pixel local
+    background and its receptive field) and then a linear ramp up to 1. Where only one tile covers
+    a pixel (the scene's own borders) the small weight is normalised away."""
     ramp = np.ones(tile, dtype=np.float32)
     if overlap > 0:
-        edge = (np.arange(overlap, dtype=np.float32) + 1.0) / (overlap + 1.0)
+        margin = overlap // 2
+        rise = overlap - margin
+        edge = np.full(overlap, EDGE_WEIGHT, dtype=np.float32)
+        edge[margin:] = (np.arange(rise, dtype=np.float32) + 1.0) / (rise + 1.0)
         ramp[:overlap] = edge
         ramp[tile - overlap :] = edge[::-1]
     return np.outer(ramp, ramp)
