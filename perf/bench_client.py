@@ -1,0 +1,85 @@
+"""Benchmark: the client on a whole Sentinel-2 tile (5490 x 5490 at 20 m) against the real Triton.
+
+    python perf/bench_client.py [--size 5490] [--url HOST:PORT --protocol grpc] [--json FILE]
+
+Without --url it starts the pip-installed tritonserver on model_repository/. The scene is a
+simulated 512 x 512 scene repeated to the requested size (its content does not change the
+cost). The client runs in a child process (`methane-seg segment`), so its peak RSS is measured
+alone: time, tiles/s and peak RSS, against the targets (<= 20 s, <= 2 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_scene(path: Path, size: int) -> None:
+    from client.contract import write_scene
+    from training.simulate import simulate_scene
+
+    sim = simulate_scene(2_999_001, size=512, n_sources=2, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)
+    reps = -(-size // 512)
+    data = np.tile(sim.data, (1, reps, reps))[:, :size, :size]
+    write_scene(path, np.ascontiguousarray(data), sim.crs, sim.transform)
+
+
+def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int) -> dict:
+    cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
+           "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency)]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"segment failed ({done.returncode}): {done.stderr.strip()}")
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
+    tiles = int(re.search(r"\((\d+) tiles", done.stdout).group(1))
+    return {"seconds": round(elapsed, 2), "tiles": tiles, "tiles_per_s": round(tiles / elapsed, 1),
+            "peak_rss_mb": round(rss_mb, 1)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=5490)
+    p.add_argument("--url")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="grpc")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
+        scene = Path(tmp) / "scene.tif"
+        make_scene(scene, a.size)
+        server = None
+        url = a.url
+        if url is None:
+            from client.server import TritonServer
+
+            server = TritonServer(ROOT / "model_repository").start()
+            url = server.grpc_url if a.protocol == "grpc" else server.http_url
+        try:
+            figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency)
+        finally:
+            if server is not None:
+                server.cleanup()
+    figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
+                   target_seconds=20, target_rss_mb=2048)
+    print(json.dumps(figures))
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
