@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast model bench clean
+.PHONY: run test test-fast model bench audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ model: $(VENV)/.test
 	$(BIN)/methane-seg serve & pid=$$!; trap "kill -INT $$pid" EXIT; sleep 15; \
 	  $(BIN)/methane-seg segment data/test/s*[0-9].tif --out runs/pred_test && \
 	  $(BIN)/methane-seg evaluate --truth data/test --pred runs/pred_test --json runs/eval_test.json
+
+# Known vulnerabilities of the installed dependencies (PyPI's advisory database); a report, and a
+# failure to reach the database (no network) is reported, not fatal.
+audit: $(VENV)/.test
+	$(PIP) install pip-audit
+	$(BIN)/python -m pip_audit --progress-spinner off --format markdown --output var/pip-audit.md \
+	  && echo "pip-audit: no known vulnerabilities (var/pip-audit.md)" \
+	  || echo "pip-audit: findings or no advisory database reachable; see var/pip-audit.md and the log above"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

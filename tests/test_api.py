@@ -271,3 +271,16 @@ def test_openapi_document_is_valid_and_matches_answers(client, scenes):
     check(body, "Result")
     check(listing, "ResultPage")
     check(client.get("/api/v1/results/" + "0" * 32).json, "Error")
+
+
+def test_api_key_guards_the_json_api(triton, tmp_path):
+    app = make_app(triton, tmp_path, API_KEY="s3cret-key")
+    c = app.test_client()
+    assert c.get("/api/v1/results").status_code == 401
+    assert c.get("/api/v1/results", headers={"X-API-Key": "wrong"}).status_code == 401
+    r = c.get("/api/v1/results", headers={"X-API-Key": "s3cret-key"})
+    assert r.status_code == 200
+    assert c.get("/api/v1/results", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+    assert c.get("/api/v1/openapi.json").status_code == 200  # the description stays public
+    denied = c.get("/api/v1/results")
+    assert denied.get_json()["error"]["message"].startswith("a valid API key is required")

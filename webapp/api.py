@@ -17,6 +17,26 @@ from webapp.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
+PUBLIC_ENDPOINTS = {"api.openapi"}  # the API's description stays readable without a key
+
+
+@bp.before_request
+def require_api_key():
+    """With API_KEY set, every API call but the OpenAPI document needs `X-API-Key: <key>`
+    (or `Authorization: Bearer <key>`); 401 otherwise. Unset (the local default), the API is open."""
+    import hmac
+
+    key = current_app.config.get("API_KEY")
+    if not key or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    given = request.headers.get("X-API-Key", "")
+    auth = request.headers.get("Authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if given and hmac.compare_digest(given.encode(), key.encode()):
+        return None
+    return error("a valid API key is required (header X-API-Key)", 401)
+
 
 def error(message: str, status: int):
     return jsonify({"error": {"status": status, "message": message}}), status

@@ -12,6 +12,8 @@
   JOB_WORKERS         1 (background jobs run at the same time)
   PAGE_SIZE           20 (history and API pages)
   PREVIEW_SIZE        1024 (longest side of the previews shown on the page)
+  API_KEY             unset; when set, the JSON API (/api/v1/*, but its OpenAPI document) needs
+                      the header X-API-Key: <key>. docker-compose sets it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def settings_from_env() -> dict:
         "JOB_WORKERS": _int("JOB_WORKERS", 1),
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "PREVIEW_SIZE": _int("PREVIEW_SIZE", 1024),
+        "API_KEY": env("API_KEY") or None,
     }
 
 
