@@ -47,6 +47,7 @@ model: $(VENV)/.test
 # Known vulnerabilities of the installed dependencies (PyPI's advisory database); a report, and a
 # failure to reach the database (no network) is reported, not fatal.
 audit: $(VENV)/.test
+	mkdir -p var
 	$(PIP) install pip-audit
 	$(BIN)/python -m pip_audit --progress-spinner off --format markdown --output var/pip-audit.md \
 	  && echo "pip-audit: no known vulnerabilities (var/pip-audit.md)" \
