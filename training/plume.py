@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# The band transmittance fit, M(CH4) and the reference air-mass factor are defined once, in
+# client/methane.py, where the serving side's retrieval inverts them:
+# T(w) = (1 + b*w)^(-a), w = dOmega * AMF / 2 (mol/m2), least-squares fit (relative error) through
+# the Orbio / Project Eucalyptus table below; it reproduces all six points within 2 % relative.
+from client.methane import AMF_REF, M_CH4, TRANSMITTANCE_FIT, transmittance  # noqa: F401 (re-exported)
 from training.noise import smooth_field
 
-M_CH4 = 0.01604  # kg/mol
-AMF_REF = 2.0  # air-mass factor of the look-up table (sun and sensor overhead)
-
-# Band-averaged transmittance T(w) = (1 + b*w)^(-a), w = dOmega * AMF / 2 (mol/m2),
-# least-squares fit (relative error) through the Orbio / Project Eucalyptus table:
-#   dOmega 0.1 / 1 / 10 mol/m2 -> B12 -0.64 / -5.6 / -28 %, B11 -0.10 / -0.89 / -5.5 %.
-# Reproduces all six points within 2 % relative. Monotone, T(0) = 1.
-TRANSMITTANCE_FIT = {
-    "B12": (0.2657765, 0.24354706),
-    "B11": (0.05398205, 0.1839713),
-}
 TABLE = {  # dOmega -> fractional change, AMF 2
     "B12": {0.1: -0.0064, 1.0: -0.056, 10.0: -0.28},
     "B11": {0.1: -0.0010, 1.0: -0.0089, 10.0: -0.055},
@@ -33,13 +27,6 @@ LABEL_MAX_CLOUD_OPACITY = 0.5  # ... and no opaque cloud covers the pixel
 
 # Briggs (1973) rural sigma_y = c * x * (1 + 1e-4 x)^-1/2
 BRIGGS_SIGMA_Y = {"A": 0.22, "B": 0.16, "C": 0.11, "D": 0.08, "E": 0.06, "F": 0.04}
-
-
-def transmittance(domega, band: str, amf: float = AMF_REF):
-    """Band-averaged methane transmittance for column enhancement `domega` (mol/m2)."""
-    a, b = TRANSMITTANCE_FIT[band]
-    w = np.maximum(np.asarray(domega, dtype=np.float64) * (amf / AMF_REF), 0.0)
-    return (1.0 + b * w) ** (-a)
 
 
 def label_rule(b12_drop, cloud_opacity=None) -> np.ndarray:
