@@ -50,22 +50,14 @@ def swir_ratio(block: np.ndarray) -> np.ndarray:
     return np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
 
 
-def background_ratio(scene, max_size: int = 1024) -> tuple[float, float]:
-    """The scene's median B12/B11 over valid pixels and the robust spread of its relative drop.
-
-    From a decimated read; the spread (1.4826 x MAD) is the per-pixel noise of the retrieval.
-    """
+def background_ratio(scene, max_size: int = 1024) -> float:
+    """The scene's median B12/B11 over valid pixels, from a decimated read."""
     from client.outputs import decimate, preview_shape
 
     shape = preview_shape(scene.height, scene.width, max_size)
     ratio = swir_ratio(scene.read(bands=("B11", "B12"), out_shape=shape))
     valid = decimate(scene.valid, shape)
-    if not valid.any():
-        return 1.0, 0.0
-    values = ratio[valid]
-    median = float(np.median(values))
-    drop = 1.0 - values / max(median, 1e-6)
-    return median, float(1.4826 * np.median(np.abs(drop - np.median(drop))))
+    return float(np.median(ratio[valid])) if valid.any() else 1.0
 
 
 def methane_signal(block: np.ndarray, background: float) -> np.ndarray:
@@ -158,7 +150,7 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     labels, n = _label(mask)
     transform = scene.transform
     pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
-    background, _ = background_ratio(scene)
+    background = background_ratio(scene)
     prob = result.probability
     shapes = {}
     for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
