@@ -59,22 +59,22 @@ def segment_parser() -> argparse.ArgumentParser:
 
 def segment_main(argv: list[str]) -> int:
     args = segment_parser().parse_args(argv)
-    from client.outputs import write_outputs
     from client.segmenter import Segmenter
 
     segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
                           concurrency=args.concurrency, timeout=args.timeout)
     worst = 0
     for scene in args.scenes:
-        code = _segment_one(segmenter, scene, args, write_outputs, quiet=len(args.scenes) > 1)
+        code = _segment_one(segmenter, scene, args, quiet=len(args.scenes) > 1)
         if code == EXIT_UNAVAILABLE:
             return code
         worst = max(worst, code)
     return worst
 
 
-def _segment_one(segmenter, scene: str, args, write_outputs, quiet: bool) -> int:
+def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
     from client.contract import ContractError
+    from client.outputs import write_outputs
     from client.plumes import find_plumes
     from client.segmenter import InferenceFailed, TritonUnavailable
 
