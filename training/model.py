@@ -15,9 +15,20 @@ from torch import nn
 from client.contract import BANDS
 
 I11, I12 = BANDS.index("B11"), BANDS.index("B12")
+I4, I8 = BANDS.index("B4"), BANDS.index("B8")
 ANOMALY_CLIP = 0.3  # |log-ratio anomaly| above this is not methane (a 26 % ratio drop)
 SMOOTH_SIGMAS = (1.5, 4.0)  # pixels: the anomaly averaged over about a plume's width (matched filters)
-N_IN = len(BANDS) + 2 + len(SMOOTH_SIGMAS)  # six bands, log(B12/B11), its local anomaly, smoothed anomalies
+# Input feature sets compared in docs/model_comparison.md; "ratio" is the default and served one.
+#   bands       the six reflectances only (the network must find the ratio itself)
+#   ratio       bands, log(B12/B11), its local anomaly and that anomaly smoothed at SMOOTH_SIGMAS
+#   ratio_ndvi  ratio + NDVI from B4/B8 (vegetation, which drives the SWIR ratio's texture)
+FEATURE_SETS = {
+    "bands": len(BANDS),
+    "ratio": len(BANDS) + 2 + len(SMOOTH_SIGMAS),
+    "ratio_ndvi": len(BANDS) + 3 + len(SMOOTH_SIGMAS),
+}
+DEFAULT_FEATURES = "ratio"
+N_IN = FEATURE_SETS[DEFAULT_FEATURES]
 ANOMALY_WINDOW = 31  # pixels: local background of the log-ratio
 RATIO_EPS = 1e-3
 
@@ -29,20 +40,25 @@ DEFAULT_ARCH = {
 }
 
 
-def build_net(arch: dict) -> nn.Module:
+def build_net(arch: dict, n_in: int = N_IN) -> nn.Module:
     import segmentation_models_pytorch as smp
 
     a = dict(arch)
     cls = getattr(smp, a.pop("arch"))
     if "decoder_channels" in a:
         a["decoder_channels"] = tuple(a["decoder_channels"])
-    return cls(in_channels=N_IN, classes=1, encoder_weights=None, **a)
+    return cls(in_channels=n_in, classes=1, encoder_weights=None, **a)
 
 
-def features(x: torch.Tensor) -> torch.Tensor:
-    """(N, 6, H, W) reflectance x 10000 -> (N, N_IN, H, W): reflectance, log(B12/B11), its local
-    anomaly (against a 31-pixel box mean), and that anomaly smoothed at SMOOTH_SIGMAS."""
+def features(x: torch.Tensor, feature_set: str = DEFAULT_FEATURES) -> torch.Tensor:
+    """(N, 6, H, W) reflectance x 10000 -> (N, FEATURE_SETS[feature_set], H, W): reflectance and, for
+    "ratio", log(B12/B11), its local anomaly (against a 31-pixel box mean) and that anomaly smoothed
+    at SMOOTH_SIGMAS; "ratio_ndvi" adds NDVI."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; one of {sorted(FEATURE_SETS)}")
     x = x.float() * (1.0 / 10000.0)
+    if feature_set == "bands":
+        return x
     lr = torch.log((x[:, I12:I12 + 1] + RATIO_EPS) / (x[:, I11:I11 + 1] + RATIO_EPS))
     # local anomaly: log-ratio minus its local mean (separable box filter, edges by the valid mean)
     k = ANOMALY_WINDOW
@@ -52,7 +68,10 @@ def features(x: torch.Tensor) -> torch.Tensor:
     # wild ratios from a few counts. Clipping keeps them from swamping the normalisation.
     anomaly = torch.clamp(lr - bg, -ANOMALY_CLIP, ANOMALY_CLIP)
     smoothed = [gaussian_blur(anomaly, s) for s in SMOOTH_SIGMAS]
-    return torch.cat([x, lr, anomaly, *smoothed], dim=1)
+    extra = []
+    if feature_set == "ratio_ndvi":
+        extra.append((x[:, I8:I8 + 1] - x[:, I4:I4 + 1]) / (x[:, I8:I8 + 1] + x[:, I4:I4 + 1] + RATIO_EPS))
+    return torch.cat([x, lr, anomaly, *smoothed, *extra], dim=1)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -69,17 +88,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 class PlumeNet(nn.Module):
     """Raw uint16-valued input -> plume logits (N, 1, H, W)."""
 
-    def __init__(self, arch: dict | None = None, mean=None, std=None):
+    def __init__(self, arch: dict | None = None, mean=None, std=None, feature_set: str = DEFAULT_FEATURES):
         super().__init__()
         self.arch = dict(arch or DEFAULT_ARCH)
-        self.net = build_net(self.arch)
-        mean = torch.zeros(N_IN) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
-        std = torch.ones(N_IN) if std is None else torch.as_tensor(std, dtype=torch.float32)
-        self.register_buffer("mean", mean.reshape(1, N_IN, 1, 1).clone())
-        self.register_buffer("std", std.reshape(1, N_IN, 1, 1).clone())
+        self.feature_set = feature_set
+        n = FEATURE_SETS[feature_set]
+        self.net = build_net(self.arch, n)
+        mean = torch.zeros(n) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.ones(n) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        self.register_buffer("mean", mean.reshape(1, n, 1, 1).clone())
+        self.register_buffer("std", std.reshape(1, n, 1, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (features(x) - self.mean) / self.std
+        z = (features(x, self.feature_set) - self.mean) / self.std
         return self.net(z)
 
 
@@ -96,7 +117,7 @@ class ProbabilityModel(nn.Module):
 
 def load_checkpoint(path, map_location="cpu") -> tuple[PlumeNet, dict]:
     ck = torch.load(path, map_location=map_location, weights_only=False)
-    m = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"])
+    m = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES))
     m.load_state_dict(ck["model"])
     m.eval()
     return m, ck

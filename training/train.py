@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from training.data import CropSampler, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
-from training.model import DEFAULT_ARCH, PlumeNet, features
+from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, features
 
 ARCH = {
     "arch": "Unet",
@@ -35,11 +35,11 @@ ARCH = {
 }
 
 
-def norm_stats(x: np.ndarray, n: int = 200) -> tuple[list, list]:
+def norm_stats(x: np.ndarray, n: int = 200, feature_set: str = DEFAULT_FEATURES) -> tuple[list, list]:
     """Per-channel mean / std of the model's input features over up to n scenes."""
     idx = np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)
     with torch.no_grad():
-        f = features(torch.from_numpy(x[idx, :, ::4, ::4].astype(np.float32)))
+        f = features(torch.from_numpy(x[idx, :, ::4, ::4].astype(np.float32)), feature_set)
     mean = f.mean(dim=(0, 2, 3))
     std = f.std(dim=(0, 2, 3)).clamp_min(1e-4)
     return mean.tolist(), std.tolist()
@@ -58,6 +58,27 @@ def dice_bce(logits, target, pos_weight: float = POS_WEIGHT, dice_weight: float 
     inter = (p * target).sum()
     dice = 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
     return bce + dice_weight * dice
+
+
+def make_loss(name: str, pos_weight: float = POS_WEIGHT, dice_weight: float = DICE_WEIGHT):
+    """The training loss by name (compared in docs/model_comparison.md):
+    dice_bce  weighted BCE + soft Dice (default);
+    focal     binary focal loss (gamma 2), which down-weights the easy background;
+    lovasz    BCE + Lovász hinge, a convex surrogate of the IoU itself."""
+    if name == "dice_bce":
+        return lambda logits, target: dice_bce(logits, target, pos_weight, dice_weight)
+    from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
+
+    if name == "focal":
+        focal = FocalLoss(mode="binary", alpha=0.75, gamma=2.0)
+        return lambda logits, target: focal(logits, target)
+    if name == "lovasz":
+        lovasz = LovaszLoss(mode="binary", per_image=False)
+        return lambda logits, target: F.binary_cross_entropy_with_logits(logits, target) + lovasz(logits, target)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+LOSSES = ("dice_bce", "focal", "lovasz")
 
 
 @torch.no_grad()
@@ -88,6 +109,7 @@ def save(path, model, opt, sched, epoch, step, best, metrics, args, n_train):
         "step": step,
         "best_iou": best,
         "arch": model.arch,
+        "features": model.feature_set,
         "norm_mean": model.mean.flatten().tolist(),
         "norm_std": model.std.flatten().tolist(),
         "threshold": metrics.get("threshold", 0.5),
@@ -119,6 +141,11 @@ def main(argv: list[str]) -> int:
                    help="comma-separated, one per encoder stage (Unet)")
     p.add_argument("--pos-weight", type=float, default=POS_WEIGHT, help="BCE weight of plume pixels")
     p.add_argument("--dice-weight", type=float, default=DICE_WEIGHT, help="0: BCE only")
+    p.add_argument("--features", default=DEFAULT_FEATURES, choices=sorted(FEATURE_SETS),
+                   help="input feature set (see training/model.py)")
+    p.add_argument("--loss", default="dice_bce", choices=LOSSES, help="training loss")
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="stop after the epoch in which this many minutes have passed (0: no limit)")
     p.add_argument("--plume-frac", type=float, default=0.5, help="share of crops centred near plume pixels")
     p.add_argument("--visible-drop", type=float, default=0.0,
                    help="train on plume pixels whose B12/B11 drop is at least this (0: the product's labels); "
@@ -139,11 +166,12 @@ def main(argv: list[str]) -> int:
     xv, yv = load_scenes(a.data / "val", a.max_val or None)
     print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
 
-    mean, std = norm_stats(xt)
+    mean, std = norm_stats(xt, feature_set=a.features)
     arch = {"arch": a.arch, "encoder_name": a.encoder, "encoder_depth": a.encoder_depth}
     if a.arch in ("Unet", "UnetPlusPlus"):
         arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
-    model = PlumeNet(arch, mean, std).to(device)
+    model = PlumeNet(arch, mean, std, a.features).to(device)
+    loss_fn = make_loss(a.loss, a.pos_weight, a.dice_weight)
     spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
     total = a.epochs * spe
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
@@ -152,7 +180,7 @@ def main(argv: list[str]) -> int:
     last = a.out / "last.pt"
     if a.resume and last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
-        model = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"]).to(device)
+        model = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES)).to(device)
         model.load_state_dict(ck["model"])
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
         opt.load_state_dict(ck["optimizer"])
@@ -171,7 +199,7 @@ def main(argv: list[str]) -> int:
         for i in bar:
             xb, yb = sampler.batch(a.batch_size)
             xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
-            loss = dice_bce(model(xb), yb, a.pos_weight, a.dice_weight)
+            loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -190,5 +218,8 @@ def main(argv: list[str]) -> int:
             save(a.out / "best.pt", model, opt, sched, epoch, step, best, metrics, a, len(xt))
         with open(a.out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
+        if a.max_minutes and time.time() - t0 > 60 * a.max_minutes:
+            print(f"time budget of {a.max_minutes} min reached after epoch {epoch + 1}", flush=True)
+            break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best val IoU {best:.3f}", flush=True)
     return 0
