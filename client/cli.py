@@ -51,6 +51,8 @@ def segment_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per request (default 4)")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--max-size-mb", type=float, default=float(os.environ.get("MAX_UPLOAD_MB") or 512),
+                   help="refuse input files larger than this (default 512; env MAX_UPLOAD_MB, as the web app)")
     p.add_argument("--wind-speed", type=float, help="10 m wind speed (m/s): adds an IME emission-rate estimate")
     p.add_argument("--wind-to", type=float,
                    help="direction the wind blows to (degrees clockwise from north): fixes the upwind end")
@@ -73,12 +75,14 @@ def segment_main(argv: list[str]) -> int:
 
 
 def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
-    from client.contract import ContractError
+    from client.contract import ContractError, validate_file_size
     from client.outputs import write_outputs
     from client.plumes import find_plumes
     from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
+        if os.path.isfile(scene):
+            validate_file_size(scene, args.max_size_mb)
         result = segmenter.segment(scene, progress=sys.stderr.isatty())
         plumes = find_plumes(result, wind_to_deg=args.wind_to, wind_ms=args.wind_speed)
         paths = write_outputs(result, args.out, plumes=plumes)

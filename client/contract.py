@@ -26,6 +26,7 @@ SCALE = 10000.0  # stored value = reflectance * SCALE
 NODATA = 0
 MIN_SIZE = 64
 MAX_SIDE = 20000  # pixels; a whole Sentinel-2 tile at 20 m is 5490 x 5490
+MAX_FILE_MB = 512  # default file size limit (CLI --max-size-mb, web app MAX_UPLOAD_MB)
 
 
 class ContractError(ValueError):
@@ -145,6 +146,13 @@ def validate_size(height: int, width: int) -> None:
         )
 
 
+def validate_file_size(path: str | Path, max_mb: float = MAX_FILE_MB) -> None:
+    """Refuse a file larger than `max_mb` megabytes (MiB) before opening it."""
+    size = Path(path).stat().st_size
+    if size > max_mb * 1024 * 1024:
+        raise ContractError(f"{Path(path).name} is {size / 2**20:.1f} MB, larger than the {max_mb:g} MB limit")
+
+
 def validate_dtype(dtype: str) -> None:
     if np.dtype(dtype) != np.dtype(DTYPE):
         raise ContractError(
@@ -198,7 +206,7 @@ def read_scene(path: str | Path) -> Scene:
         try:
             raw = ds.read()
         except RasterioError as exc:
-            raise ContractError(f"{Path(path).name} could not be read ({exc})") from None
+            raise ContractError(f"{Path(path).name} could not be read: the file is truncated or damaged ({exc})") from None
         profile = dict(ds.profile)
     data = np.ascontiguousarray(raw[order])
     valid = np.any(data != NODATA, axis=0)

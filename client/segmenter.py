@@ -252,7 +252,8 @@ class Segmenter:
         try:
             return self.segment_array(scene, progress=progress)
         except RasterioError as exc:
-            raise ContractError(f"{Path(path).name} could not be read ({_short(exc)})") from None
+            raise ContractError(f"{Path(path).name} could not be read: the file is truncated or damaged "
+                                f"({_short(exc)})") from None
 
 
 def _short(exc: BaseException) -> str:
