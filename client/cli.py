@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "repository": ("export.repository:repository_main", "lay out model_repository/ for a target (cpu, onnxruntime, tensorrt)"),
     "baseline": ("training.baseline:baseline_main", "classical B12/B11-ratio segmenter (same outputs as segment)"),
     "evaluate": ("training.evaluate:evaluate_main", "score predictions against simulated truth"),
+    "report": ("training.report:report_main", "markdown quality report with PNGs, model beside baseline"),
 }
 
 

@@ -70,3 +70,29 @@ def test_grid_mismatch_is_a_clear_error(truth_dir, tmp_path, capsys):
         ds.transform = rasterio.Affine(t.a, t.b, t.c + 100, t.d, t.e, t.f)
     assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(pred)]) == 2
     assert "not on the truth's grid" in capsys.readouterr().err
+
+
+def test_report_perfect_against_baseline(truth_dir, tmp_path):
+    """`methane-seg report`: markdown with every figure and PNG it names; a perfect predictor reads 1."""
+    pred = tmp_path / "pred"
+    perfect_predictions(truth_dir, pred)
+    base = tmp_path / "base"
+    scenes = sorted(p for p in truth_dir.glob("*.tif") if not p.name.endswith("_mask.tif"))
+    assert main(["baseline", *map(str, scenes), "--out", str(base)]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "--truth", str(truth_dir), "--pred", str(pred), "--baseline", str(base),
+                 "--out", str(out), "--quiet"]) == 0
+    md = (out / "report.md").read_text()
+    assert "| pooled pixel IoU, Q ≥ 1000 kg/h | 1.000 |" in md
+    assert "| plume-free scenes flagged | 0.0 % |" in md
+    for png in ("pr_curve.png", "detection_vs_q.png", "iou_by_surface.png", "gallery.png"):
+        assert f"({png})" in md and (out / png).stat().st_size > 2000
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert set(evaluation) == {"model", "baseline"}
+
+
+def test_report_refuses_missing_predictions(truth_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", "--truth", str(truth_dir), "--pred", str(empty), "--out", str(tmp_path / "r")]) == 2
+    assert "missing file" in capsys.readouterr().err
