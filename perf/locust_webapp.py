@@ -16,7 +16,7 @@ Settings, all environment variables:
   WAIT_MIN, WAIT_MAX   seconds between a user's uploads (0.5, 1.5)
   REQUEST_TIMEOUT      seconds a user waits for an answer (120)
   LOCUST_LOG    a file to which every answer is appended as one JSON line: time sent, seconds,
-                HTTP status, result id (201/200), job id (202), error message. The fault and load
+                the upload's SHA-256, HTTP status, result id (201/200), job id (202), error message. The fault and load
                 tests (tests/test_faults.py) read it to check every accepted upload in the database.
   LOCUST_ACCEPT_503   1: a 503 with a JSON error message counts as a success for Locust (fault
                 injection, where it is the expected answer); default 0, every non-2xx is a failure.
@@ -27,6 +27,7 @@ and a timeout count as failures.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -131,8 +132,8 @@ class UploadUser(HttpUser):
         name, body = scenes().next()
         headers = {"X-API-Key": API_KEY} if API_KEY else {}
         sent = time.time()
-        record = {"sent": sent, "name": name, "status": None, "seconds": None, "id": None, "job": None,
-                  "error": None}
+        record = {"sent": sent, "name": name, "sha256": hashlib.sha256(body).hexdigest(), "status": None,
+                  "seconds": None, "id": None, "job": None, "error": None}
         with self.client.post("/api/v1/segment", files={"file": (name, io.BytesIO(body), "image/tiff")},
                               headers=headers, name="POST /api/v1/segment", timeout=REQUEST_TIMEOUT,
                               catch_response=True) as r:

@@ -118,6 +118,12 @@ class Locust:
             raise AssertionError(f"locust did not finish within {timeout:.0f} s:\n{self.output[-3000:]}")
         return self.process.returncode
 
+    def finish(self, timeout: float) -> int:
+        """SIGTERM: Locust stops its users, writes its summary and exits; then wait for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -175,3 +181,46 @@ def scene_bytes(size: int = 256, n: int = 0) -> bytes:
             for i, band in enumerate(BANDS, start=1):
                 dst.set_band_description(i, band)
         return bytes(mem.read())
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout:.0f} s")
+
+
+def check_store(database_url: str, data_dir: Path) -> dict:
+    """Every result row has its folder with every file of its rows (size and SHA-256 as recorded).
+
+    Returns {"ids": ids of the rows, "orphans": folders no row names (a crash's leftovers, invisible)}.
+    """
+    import sqlalchemy as sa
+
+    from webapp.db import make_engine
+    from webapp.store import ResultStore, file_sha256
+
+    engine = make_engine(database_url)
+    try:
+        store = ResultStore(engine, data_dir)
+        rows, total = store.page(1, 100000)
+        ids = set()
+        for r in rows:
+            full = store.get(r.id)
+            assert full.files, f"result {r.id} has no files"
+            for f in full.files:
+                path = store.path(full, f.kind)
+                assert path.is_file(), f"result {r.id}: {f.kind} missing ({path})"
+                assert path.stat().st_size == f.bytes and file_sha256(path) == f.sha256, f"{r.id}: {f.kind} differs"
+            ids.add(r.id)
+        assert len(ids) == total
+        with engine.connect() as conn:
+            shas = conn.execute(sa.text("SELECT content_sha256 FROM results")).scalars().all()
+        assert len(shas) == len(set(shas)), "one upload stored twice"
+        orphans = sorted(p.name for p in store.root.iterdir() if p.name not in ids)
+        return {"ids": ids, "shas": set(shas), "orphans": orphans}
+    finally:
+        engine.dispose()

@@ -284,3 +284,31 @@ def test_api_key_guards_the_json_api(triton, tmp_path):
     assert c.get("/api/v1/openapi.json").status_code == 200  # the description stays public
     denied = c.get("/api/v1/results")
     assert denied.get_json()["error"]["message"].startswith("a valid API key is required")
+
+
+def test_openapi_declares_the_api_key_when_one_is_set(triton, tmp_path):
+    from openapi_spec_validator import validate
+
+    open_doc = make_app(triton, tmp_path / "open").test_client().get("/api/v1/openapi.json").json
+    assert "securitySchemes" not in open_doc["components"]
+    assert not any("security" in op for item in open_doc["paths"].values() for op in item.values())
+
+    c = make_app(triton, tmp_path / "keyed", API_KEY="s3cret-key").test_client()
+    doc = c.get("/api/v1/openapi.json").json
+    validate(doc)
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["Bearer"]["type"] == "http" and schemes["Bearer"]["scheme"] == "bearer"
+    concrete = {"{result_id}": "0" * 32, "{job_id}": "0" * 32, "{kind}": "mask"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if not path.startswith("/api/v1/"):
+                assert "security" not in op, path
+                continue
+            # What the document says is what the server does: no key, 401; the key, past the guard.
+            assert op["security"] == [{"ApiKey": []}, {"Bearer": []}] and "401" in op["responses"], path
+            url = path
+            for k, v in concrete.items():
+                url = url.replace(k, v)
+            assert c.open(url, method=method.upper()).status_code == 401, path
+            assert c.open(url, method=method.upper(), headers={"X-API-Key": "s3cret-key"}).status_code != 401

@@ -48,6 +48,15 @@ class PostgresCluster:
     def start(self) -> str:
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--no-sync")
+        self.resume()
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut), keeping its data for `resume`."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server on its data folder and port."""
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                 f"-c synchronous_commit=off -c full_page_writes=off")
         try:
@@ -56,7 +65,6 @@ class PostgresCluster:
         except subprocess.CalledProcessError as exc:
             log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {exc.stderr}\n{log[-2000:]}") from None
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         if self.data.exists():

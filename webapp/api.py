@@ -107,7 +107,7 @@ def _upload_error(exc: UploadError):
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(api_key=bool(current_app.config.get("API_KEY"))))
 
 
 @bp.post("/segment")

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from client.segmenter import Segmenter
 from webapp import api, db, pages
 from webapp.config import database_url, settings_from_env
-from webapp.errors import UploadError
+from webapp.errors import DATABASE_UNAVAILABLE, UploadError, database_unavailable
 from webapp.jobs import JobRunner
 from webapp.metrics import Metrics
 from webapp.service import Service
@@ -98,6 +98,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def internal_error(exc):
+        if database_unavailable(exc):  # e.g. a GET while the database is down: retry later, not a bug
+            log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                        str(exc).splitlines()[0][:300])
+            return (api.error(DATABASE_UNAVAILABLE, 503) if wants_json()
+                    else pages.page(status=503, error=DATABASE_UNAVAILABLE))
         log.exception("unhandled error on %s %s", request.method, request.path)
         message = "internal error; it has been logged"
         return api.error(message, 500) if wants_json() else pages.page(status=500, error=message)

@@ -6,6 +6,17 @@ from client.contract import ContractError, NotGeoTIFF
 from client.segmenter import InferenceFailed, TritonUnavailable
 
 
+DATABASE_UNAVAILABLE = "the results database is unavailable, try again shortly"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached (refused, dropped, pool exhausted): worth retrying, not a bug."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout))
+
+
 class UploadError(Exception):
     def __init__(self, message: str, status: int):
         super().__init__(message)
@@ -25,4 +36,6 @@ def user_error(exc: BaseException) -> tuple[str, int]:
         return f"the model server is unavailable, try again shortly ({exc})", 503
     if isinstance(exc, InferenceFailed):
         return str(exc), 502
+    if database_unavailable(exc):
+        return f"{DATABASE_UNAVAILABLE}; the upload was not stored", 503
     return "internal error while processing the scene; it has been logged", 500

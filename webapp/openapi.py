@@ -106,12 +106,30 @@ UPLOAD_ERRORS = {
     "415": _err("not a GeoTIFF"),
     "422": _err("a GeoTIFF that breaks the input contract (bands, type, CRS, size)"),
     "502": _err("Triton answered with an error"),
-    "503": _err("Triton or the model is unavailable"),
+    "503": _err("Triton, the model or the results database is unavailable: nothing was stored, try again"),
+}
+
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "the key the server was given in API_KEY"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "the same key as `Authorization: Bearer <key>`"},
 }
 
 
-def openapi_document() -> dict:
-    return {
+def _require_key(doc: dict) -> None:
+    """Declare the API key and require it on every JSON API operation (the document itself stays public)."""
+    doc["components"]["securitySchemes"] = SECURITY_SCHEMES
+    for path, item in doc["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for operation in item.values():
+            operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            operation["responses"]["401"] = _err("no valid API key (header X-API-Key)")
+
+
+def openapi_document(api_key: bool = False) -> dict:
+    """The document; with `api_key` (the server has API_KEY set) the JSON API's operations require it."""
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "methane-seg API",
@@ -189,3 +207,6 @@ def openapi_document() -> dict:
         },
         "components": {"schemas": SCHEMAS},
     }
+    if api_key:
+        _require_key(doc)
+    return doc

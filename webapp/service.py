@@ -85,9 +85,9 @@ class Service:
             try:
                 scene = open_scene(upload.path)  # the contract's header checks, no pixels read
                 info = self.segmenter.model_info()
+                existing = self.store.find(upload.sha256, self.segmenter.model_name, info["version"])
             except Exception as exc:
                 raise self._error(exc, upload) from None
-            existing = self.store.find(upload.sha256, self.segmenter.model_name, info["version"])
             if existing is not None:
                 self.metrics.results.labels("cached").inc()
                 return Outcome(result=existing, cached=True, elapsed=time.perf_counter() - t0)

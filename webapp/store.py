@@ -101,6 +101,7 @@ class ResultStore:
         the meantime, the staged files are dropped and that result is returned.
         """
         final = self.root / result.id
+        moved = False
         try:
             result.directory = result.id
             result.files = []
@@ -114,6 +115,7 @@ class ResultStore:
             result.plumes = plumes
             _fsync(staged)
             os.replace(staged, final)  # one rename: all the files or none
+            moved = True
             _fsync(self.root)
             with self.Session() as s:
                 s.add(result)
@@ -126,8 +128,13 @@ class ResultStore:
                 raise
             return existing
         except BaseException:
-            shutil.rmtree(final, ignore_errors=True)
             shutil.rmtree(staged, ignore_errors=True)
+            if moved:
+                # The commit failed, or its answer was lost (the database went away): whether the
+                # row landed is unknown, so the folder stays; `sweep` removes it if no row names it.
+                log.warning("result %s: the database commit failed; its folder is left to sweep", result.id)
+            else:
+                shutil.rmtree(final, ignore_errors=True)
             raise
         return self.get(result.id)
 
