@@ -96,3 +96,17 @@ def test_report_refuses_missing_predictions(truth_dir, tmp_path, capsys):
     empty.mkdir()
     assert main(["report", "--truth", str(truth_dir), "--pred", str(empty), "--out", str(tmp_path / "r")]) == 2
     assert "missing file" in capsys.readouterr().err
+
+
+def test_ceiling_shares_fall_with_the_required_drop(tmp_path):
+    """training/ceiling.py re-simulates scenes written by `methane-seg simulate` and reports the share
+    of labelled pixels above each ratio drop: between 0 and 1 and falling as the drop grows."""
+    from training.ceiling import DROPS, ceiling, table
+
+    assert main(["simulate", "--out", str(tmp_path), "--n", "2", "--size", "128", "--split", "test",
+                 "--seed", "2", "--workers", "1"]) == 0
+    result = ceiling(tmp_path, progress=False)
+    shares = [result["all"][f"share_above_{int(100 * k)}pct"] for k in DROPS]
+    assert result["all"]["labelled_pixels"] > 0
+    assert all(0 <= s <= 1 for s in shares) and shares == sorted(shares, reverse=True)
+    assert "| all |" in table(result)
