@@ -197,6 +197,15 @@ def open_checked(path: str | Path):
     return ds, order
 
 
+def read_error(path: str | Path, exc: BaseException) -> ContractError:
+    """The contract error for pixels that cannot be read, with GDAL's own reason (the innermost one)."""
+    reason, cause = str(exc), exc
+    while (cause := cause.__cause__ or cause.__context__) is not None:
+        reason = str(cause) or reason
+    reason = (reason.strip().splitlines() or [type(exc).__name__])[0][:300]
+    return ContractError(f"{Path(path).name} could not be read: the file is truncated or damaged ({reason})")
+
+
 def read_scene(path: str | Path) -> Scene:
     """Read a whole scene under the contract into memory, bands in BANDS order."""
     from rasterio.errors import RasterioError
@@ -206,7 +215,7 @@ def read_scene(path: str | Path) -> Scene:
         try:
             raw = ds.read()
         except RasterioError as exc:
-            raise ContractError(f"{Path(path).name} could not be read: the file is truncated or damaged ({exc})") from None
+            raise read_error(path, exc) from None
         profile = dict(ds.profile)
     data = np.ascontiguousarray(raw[order])
     valid = np.any(data != NODATA, axis=0)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client.contract import BANDS, NODATA, ContractError, Scene, open_scene
+from client.contract import BANDS, NODATA, ContractError, Scene, open_scene, read_error
 from client.tiling import Blender, pad_tile, tile_grid
 
 DEFAULT_MODEL = "methane_seg"
@@ -252,8 +252,7 @@ class Segmenter:
         try:
             return self.segment_array(scene, progress=progress)
         except RasterioError as exc:
-            raise ContractError(f"{Path(path).name} could not be read: the file is truncated or damaged "
-                                f"({_short(exc)})") from None
+            raise read_error(path, exc) from None
 
 
 def _short(exc: BaseException) -> str:
