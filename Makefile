@@ -48,6 +48,13 @@ model: $(VENV)/.test
 	$(BIN)/methane-seg report --truth data/test --pred runs/pred_test --baseline runs/pred_baseline --out docs/report
 	$(BIN)/python -m training.ceiling --truth data/test --n 300
 
+# Benchmarks of issue #8 (perf/README.md): in-process model, Triton under perf_analyzer, a plain web server,
+# a 5490x5490 scene, Locust on the upload API -> perf/RESULTS.md, perf/results.png, perf/results.json.
+# About 20-25 min on 2 cores; run it on a quiet machine. BENCH_QUICK=1: every part on a tiny setting
+# (about 3 min) into var/bench-quick/, to check the pipeline.
+bench: $(VENV)/.test
+	$(BIN)/python perf/bench_all.py $(if $(filter-out 0,$(BENCH_QUICK)),--quick)
+
 # Known vulnerabilities of the installed dependencies (PyPI's advisory database); a report, and a
 # failure to reach the database (no network) is reported, not fatal.
 audit: $(VENV)/.test

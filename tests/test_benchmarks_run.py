@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,3 +26,90 @@ def test_client_benchmark_runs(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     figures = json.loads(out.read_text())
     assert figures["tiles"] == 9 and figures["peak_rss_mb"] > 0 and figures["seconds"] > 0
+
+
+def _run(args, timeout=240):
+    done = subprocess.run([sys.executable] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_int8_export_runs(tmp_path):
+    out = tmp_path / "int8.json"
+    _run(["-m", "export.int8", "--calib", "2", "--n-test", "2", "--test", tmp_path / "none",
+          "--speed-seconds", "0.1", "--speed-rounds", "1", "--speed-batch", "1", "--out", tmp_path / "m8.onnx",
+          "--json", out])
+    report = json.loads(out.read_text())
+    assert (tmp_path / "m8.onnx").stat().st_size > 0
+    assert report["quality"]["scenes"] == 2 and report["speed"]["int8_tiles_per_s"] > 0
+    assert isinstance(report["serve"], bool) and report["reason"]
+
+
+def test_models_benchmark_runs(tmp_path):
+    out = tmp_path / "models.json"
+    _run([ROOT / "perf" / "bench_models.py", "--batches", "1", "--layouts", "1x2,2x1", "--seconds", "0.1",
+          "--rounds", "1", "--peak-seconds", "0.3", "--json", out])
+    figures = json.loads(out.read_text())
+    engines = {(r["engine"], r["layout"]) for r in figures["rows"]}
+    assert {("onnxruntime-fp32", "1x2"), ("onnxruntime-fp32", "2x1")} <= engines
+    assert any(e == "pytorch-eager" for e, _ in engines)
+    assert 1.0 < figures["flops"]["conv_gflop"] < 100 and figures["peak"]["gflops"] > 0
+    assert abs(figures["flops"]["torch_counter_gflop"] - figures["flops"]["conv_gflop"]) < 0.05 * figures["flops"][
+        "conv_gflop"]
+
+
+@pytest.mark.slow
+def test_triton_benchmark_runs(tmp_path):
+    """Real tritonserver on a modified copy of the repository, real perf_analyzer, one point each protocol."""
+    out = tmp_path / "triton.json"
+    _run([ROOT / "perf" / "bench_triton.py", "--configs", "2x1-nobatch-float32", "--concurrency", "1",
+          "--protocols", "grpc,http", "--window-requests", "3", "--trials", "3", "--baseline-seconds", "0.1",
+          "--json", out])
+    figures = json.loads(out.read_text())
+    assert {p["protocol"] for p in figures["points"]} == {"grpc", "http"}
+    for p in figures["points"]:
+        assert p["dtype"] == "float32" and p["infer_per_s"] > 0 and p["p50_ms"] > 0 and p["ratio_to_inprocess"] > 0
+
+
+@pytest.mark.slow
+def test_peer_benchmark_runs(tmp_path):
+    out = tmp_path / "peer.json"
+    _run([ROOT / "perf" / "bench_peer.py", "--concurrency", "2", "--seconds", "0.2", "--json", out])
+    table = json.loads(out.read_text())["table"]
+    assert {r["target"] for r in table} == {"peer", "triton-shipped", "triton-2x1-nobatch"}
+    assert all(r["tiles_per_s"] > 0 for r in table)
+
+
+@pytest.mark.slow
+def test_upload_benchmark_runs(tmp_path):
+    out = tmp_path / "upload.json"
+    _run([ROOT / "perf" / "bench_upload.py", "--users", "1", "--seconds", "1", "--size", "256", "--json", out])
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["requests"] >= 1 and run["errors"] == 0 and run["p95_s"] > 0
+
+
+def test_report_from_partial_figures(tmp_path):
+    """The report stands on what was measured and says NOT MEASURED for the rest."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "client.json").write_text(json.dumps({
+        "seconds": 12.5, "tiles": 625, "tiles_per_s": 50.0, "peak_rss_mb": 900.0, "size": 5490, "protocol": "grpc",
+        "batch_size": 8, "concurrency": 2, "target_seconds": 20, "target_rss_mb": 2048}))
+    (work / "errors.json").write_text(json.dumps({"upload": "exit code 1"}))
+    done = _run([ROOT / "perf" / "report.py", "--work", work, "--out", tmp_path])
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "PASS" in done.stdout and "NOT MEASURED" in md and "upload: exit code 1" in md
+    assert (tmp_path / "results.png").stat().st_size > 1000
+    targets = json.loads((tmp_path / "results.json").read_text())["targets"]
+    assert any(t["status"] == "PASS" and t["unit"] == "MB" for t in targets)
+
+
+def test_gpu_script_without_gpu():
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU machine: perf/gpu.sh runs for real there")
+    done = subprocess.run(["bash", str(ROOT / "perf" / "gpu.sh")], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert done.returncode == 0 and "no NVIDIA GPU" in done.stdout

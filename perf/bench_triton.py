@@ -1,0 +1,186 @@
+"""Benchmark (b): the real Triton server under perf_analyzer, beside in-process onnxruntime.
+
+    python perf/bench_triton.py [--concurrency 1,2,4,8,16] [--protocols grpc,http]
+                                [--configs all|NAME,...] [--interval-ms 1500] [--json FILE]
+
+For each configuration (dynamic batching on/off x 1 instance x 2 threads / 2 instances x 1 thread
+x uint16 / float32 input), a temporary copy of model_repository/ gets a modified config.pbtxt
+(float32: the ONNX input is made float too), the pip tritonserver is started on it with
+client/server.py, and perf_analyzer (the tritonclient 2.51 wheel's binary) measures it over each
+protocol at each concurrency, sending a real simulated tile (batch 1 per request, as the client's
+tiles arrive). Before each configuration, with no server running, in-process onnxruntime is
+measured at batch 1 in both layouts: the Triton figures are divided by the baseline measured next
+to them (machines drift by +-10 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (DEFAULT_ONNX, DEFAULT_REPOSITORY, MODEL_NAME, PerfAnalyzer, conditions, log,  # noqa: E402
+                    measure_layout, model_tile_size, repository_variant, sample_tiles, write_json)
+
+LAYOUTS = {"1x2": (1, 2), "2x1": (2, 1)}  # Triton: instances x onnxruntime threads each
+
+
+def all_configs() -> list[dict]:
+    out = []
+    for dtype in ("uint16", "float32"):
+        for dyn in (False, True):
+            for layout in ("1x2", "2x1"):
+                out.append({"name": f"{layout}-{'dyn' if dyn else 'nobatch'}-{dtype}", "layout": layout,
+                            "dynamic": dyn, "dtype": dtype})
+    return out
+
+
+def parse_csv(text: str, stdout: str = "") -> dict:
+    """perf_analyzer's -f CSV: one row per concurrency; latencies in microseconds. The mean latency
+    and the request count are in its printed summary only."""
+    row = next(csv.DictReader(io.StringIO(text)))
+    avg = re.search(r"Avg latency: (\d+) usec", stdout)
+    count = re.search(r"Request count: (\d+)", stdout)
+    us = lambda k: float(row[k]) / 1000.0  # noqa: E731  -> ms
+    return {
+        "concurrency": int(row["Concurrency"]),
+        "infer_per_s": float(row["Inferences/Second"]),
+        "p50_ms": us("p50 latency"), "p90_ms": us("p90 latency"), "p95_ms": us("p95 latency"),
+        "p99_ms": us("p99 latency"), "avg_ms": float(avg.group(1)) / 1000.0 if avg else None,
+        "requests": int(count.group(1)) if count else None,
+        "server_queue_ms": us("Server Queue"), "server_compute_ms": us("Server Compute Infer"),
+        "client_send_ms": us("Client Send"), "client_recv_ms": us("Client Recv"),
+    }
+
+
+def run_perf_analyzer(pa: PerfAnalyzer, url: str, protocol: str, concurrency: int, input_dir: Path,
+                      window_requests: int, trials: int, workdir: Path) -> dict:
+    """One concurrency level. Windows of at least `window_requests` requests (count_windows: the
+    same statistical weight at every concurrency); stable when 3 windows agree within 15 %, else
+    retried with a wider band and more windows (the figure records which band it met)."""
+    out_csv = workdir / f"pa-{protocol}-{concurrency}.csv"
+    base = [str(pa.binary), "-m", MODEL_NAME, "-u", url, "-i", protocol, "-b", "1",
+            "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(input_dir),
+            "--measurement-mode", "count_windows", "--measurement-request-count", str(window_requests),
+            "-f", str(out_csv)]
+    last = ""
+    for stability, more in ((15, 0), (30, 2), (100, 4)):  # +-10 % machines: widen the band rather than fail
+        out_csv.unlink(missing_ok=True)
+        done = subprocess.run(base + ["-s", str(stability), "-r", str(trials + more)], capture_output=True,
+                              text=True, env=pa.env, timeout=600)
+        if done.returncode == 0 and out_csv.exists():
+            r = parse_csv(out_csv.read_text(), done.stdout)
+            r["stability_pct"] = stability
+            return r
+        last = (done.stdout + done.stderr)[-1500:]
+    raise RuntimeError(f"perf_analyzer failed ({protocol}, concurrency {concurrency}):\n{last}")
+
+
+def baseline(onnx: str, tile: np.ndarray, seconds: float) -> dict:
+    """In-process onnxruntime at batch 1, one call at a time: 1 session x 2 threads and 1 session x 1 thread
+    (the latency a request could have); 2 sessions x 1 thread side by side (the throughput)."""
+    out = {}
+    for name, layout in (("1x2", (1, 2)), ("1x1", (1, 1)), ("2x1", (2, 1))):
+        r = measure_layout(onnx, layout, tile[None], seconds)
+        out[name] = {"tiles_per_s": r["items_per_s"], "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"]}
+    out["best_tiles_per_s"] = max(out[k]["tiles_per_s"] for k in ("1x2", "2x1"))
+    out["best_p50_ms"] = min(out[k]["p50_ms"] for k in ("1x2", "1x1"))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repository", default=str(DEFAULT_REPOSITORY))
+    p.add_argument("--configs", default="all", help="all, or names such as 2x1-nobatch-uint16,1x2-dyn-uint16")
+    p.add_argument("--protocols", default="grpc,http")
+    p.add_argument("--concurrency", default="1,2,4,8,16")
+    p.add_argument("--window-requests", type=int, default=30, help="requests per perf_analyzer window")
+    p.add_argument("--trials", type=int, default=4, help="perf_analyzer windows at most per point")
+    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching's max queue delay")
+    p.add_argument("--baseline-seconds", type=float, default=3.0)
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+
+    configs = all_configs()
+    if a.configs != "all":
+        wanted = a.configs.split(",")
+        configs = [c for c in configs if c["name"] in wanted]
+        if len(configs) != len(wanted):
+            p.error(f"unknown configuration in {wanted}; known: {[c['name'] for c in all_configs()]}")
+    protocols = a.protocols.split(",")
+    levels = [int(c) for c in a.concurrency.split(",")]
+    onnx = str(Path(a.repository) / MODEL_NAME / "1" / "model.onnx")
+    tile_size = model_tile_size(a.repository)
+    tile = sample_tiles(1, tile_size)[0]
+    pa = PerfAnalyzer()
+    from client.server import TritonServer
+
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-triton-") as tmp:
+            tmp = Path(tmp)
+            inputs = {}
+            for dtype, np_type in (("uint16", np.uint16), ("float32", np.float32)):
+                d = tmp / f"input-{dtype}"
+                d.mkdir()
+                tile.astype(np_type).tofile(d / "reflectance")  # raw binary, one file per input
+                inputs[dtype] = d
+            for i, cfg in enumerate(configs, 1):
+                base = baseline(onnx, tile, a.baseline_seconds)
+                log(f"[{i}/{len(configs)}] {cfg['name']}: in-process baseline {base['best_tiles_per_s']} tiles/s, "
+                    f"p50 {base['best_p50_ms']} ms")
+                inst, threads = LAYOUTS[cfg["layout"]]
+                repo = repository_variant(tmp / f"repo-{cfg['name']}", instances=inst, threads=threads,
+                                          dynamic=cfg["dynamic"], dtype=cfg["dtype"],
+                                          queue_delay_us=a.queue_delay_us, source=a.repository)
+                server = TritonServer(repo)
+                try:
+                    server.start()
+                    for proto in protocols:
+                        url = server.grpc_url if proto == "grpc" else server.http_url
+                        for c in levels:
+                            r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
+                                                  a.trials, tmp)
+                            r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
+                                     dtype=cfg["dtype"], protocol=proto,
+                                     baseline_tiles_per_s=base["best_tiles_per_s"],
+                                     baseline_p50_ms=base["best_p50_ms"],
+                                     ratio_to_inprocess=round(r["infer_per_s"] / base["best_tiles_per_s"], 3),
+                                     # one request at a time: against the best in-process latency, and against
+                                     # in-process with the instance's own thread count
+                                     latency_over_inprocess_ms=round(r["p50_ms"] - base["best_p50_ms"], 2),
+                                     latency_over_same_threads_ms=round(
+                                         r["p50_ms"] - base[f"1x{threads}"]["p50_ms"], 2))
+                            results.append(r)
+                            log(f"    {proto} c={c}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
+                                f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
+                finally:
+                    server.cleanup()
+                results_base = {"config": cfg["name"], **base}
+                results.append({"baseline": results_base})
+    finally:
+        pa.cleanup()
+    points = [r for r in results if "baseline" not in r]
+    baselines = [r["baseline"] for r in results if "baseline" in r]
+    out = {"conditions": conditions(onnx), "tile": tile_size, "points": points, "baselines": baselines,
+           "settings": {"window_requests": a.window_requests, "trials": a.trials, "queue_delay_us": a.queue_delay_us,
+                        "concurrency": levels, "protocols": protocols,
+                        "baseline_seconds": a.baseline_seconds}}
+    print(json.dumps([{k: r[k] for k in ("config", "protocol", "concurrency", "infer_per_s", "ratio_to_inprocess")}
+                      for r in points]))
+    if a.json:
+        write_json(a.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

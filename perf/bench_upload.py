@@ -1,0 +1,132 @@
+"""Benchmark (e): Locust against the Flask API with 1024 x 1024 uploads, on loopback, bounded.
+
+    python perf/bench_upload.py [--users 1,4] [--seconds 60] [--size 1024] [--json FILE]
+
+Starts `methane-seg serve` (the real Triton and the web app, as `make run` does) on free loopback
+ports with a temporary DATA_DIR, then runs Locust headless with perf/locust_webapp.py (the load
+file of the reliability work, reused as is): every upload is a distinct 1024 x 1024 contract
+GeoTIFF (one corner pixel from a counter), so each is computed, not answered from the store; no
+wait between a user's uploads. For each user count: requests/s, p50/p95/p99 latency, errors. The
+percentiles come from the per-request log the load file writes (exact), Locust's own (rounded)
+aggregate is kept beside them. Target: p95 of one upload at a time (1 user) <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_ONNX, ROOT, conditions, log, write_json  # noqa: E402
+
+LOCUSTFILE = ROOT / "perf" / "locust_webapp.py"
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"methane-seg serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+def run_locust(host: str, users: int, seconds: float, size: int, workdir: Path) -> dict:
+    prefix = workdir / f"locust-u{users}"
+    answers = workdir / f"answers-u{users}.jsonl"
+    env = dict(os.environ, SCENE_SIZE=str(size), SCENE_UNIQUE="1", WAIT_MIN="0", WAIT_MAX="0",
+               LOCUST_LOG=str(answers), REQUEST_TIMEOUT="120")
+    cmd = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
+           "-r", str(users), "-t", f"{int(max(1, seconds))}s", "--stop-timeout", "120", "--host", host,
+           "--csv", str(prefix), "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=seconds + 300)
+    if done.returncode != 0:
+        raise RuntimeError(f"locust failed ({done.returncode}): {done.stderr[-2000:]}")
+    stats = {}
+    with open(f"{prefix}_stats.csv") as f:
+        for row in csv.DictReader(f):
+            if row["Name"] == "Aggregated":
+                stats = row
+    records = [json.loads(line) for line in answers.read_text().splitlines()] if answers.exists() else []
+    ok = [r for r in records if r.get("id") or r.get("job")]
+    lat = np.array([r["seconds"] for r in ok], dtype=float)
+    pct = (lambda q: round(float(np.percentile(lat, q)), 3)) if len(lat) else (lambda q: None)
+    span = (max(r["sent"] + r["seconds"] for r in records) - min(r["sent"] for r in records)) if records else 0
+    return {
+        "users": users, "seconds": seconds, "size": size,
+        "requests": len(records), "errors": len(records) - len(ok),
+        "statuses": {str(s): sum(1 for r in records if r.get("status") == s) for s in {r.get("status") for r in records}},
+        "requests_per_s": round(len(ok) / span, 3) if span else None,
+        "p50_s": pct(50), "p95_s": pct(95), "p99_s": pct(99), "max_s": pct(100),
+        "locust": {"requests": int(stats.get("Request Count", 0) or 0), "failures": int(stats.get("Failure Count", 0) or 0),
+                   "rps": float(stats.get("Requests/s", 0) or 0), "p50_ms": stats.get("50%"),
+                   "p95_ms": stats.get("95%"), "p99_ms": stats.get("99%")},
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--users", default="1,4", help="Locust user counts, one run each")
+    p.add_argument("--seconds", type=float, default=60.0, help="per run")
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--model-repository", default=str(ROOT / "model_repository"))
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    if not LOCUSTFILE.exists():
+        p.error(f"{LOCUSTFILE} is missing")
+    from client.server import free_port
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
+        tmp = Path(tmp)
+        port = free_port()
+        env = dict(os.environ, DATA_DIR=str(tmp / "data"), API_KEY="")
+        cmd = [sys.executable, "-m", "client.cli", "serve", "--model-repository", a.model_repository,
+               "--host", "127.0.0.1", "--port", str(port), "--http-port", str(free_port()),
+               "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+        log(f"bench_upload: starting methane-seg serve on 127.0.0.1:{port}")
+        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(tmp / "serve.log", "w"),
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            host = f"http://127.0.0.1:{port}"
+            wait_ready(f"{host}/api/v1/openapi.json", server)
+            for users in [int(u) for u in a.users.split(",")]:
+                log(f"  locust: {users} user(s), {a.seconds:.0f} s, {a.size}x{a.size} uploads")
+                r = run_locust(host, users, a.seconds, a.size, tmp)
+                runs.append(r)
+                log(f"    {r['requests']} requests, {r['errors']} errors, {r['requests_per_s']} req/s, "
+                    f"p50 {r['p50_s']} s, p95 {r['p95_s']} s, p99 {r['p99_s']} s")
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait()
+    out = {"conditions": conditions(DEFAULT_ONNX), "runs": runs, "target_p95_s": 2.0,
+           "locustfile": str(LOCUSTFILE.relative_to(ROOT))}
+    print(json.dumps(runs))
+    if a.json:
+        write_json(a.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,402 @@
+"""Assemble the benchmark figures into RESULTS.md, a PNG plot and one raw JSON.
+
+    python perf/report.py --work DIR [--out perf] [--title ...]
+
+Reads the JSON files the benchmarks wrote into DIR (models.json, int8.json, triton.json, peer.json,
+client.json, upload.json; a missing one is reported as not measured), computes the ratios the
+targets of issue #8 name, with PASS/MISS each, and writes OUT/RESULTS.md, OUT/results.png and
+OUT/results.json. Nothing is measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+PARTS = ("models", "int8", "triton", "peer", "client", "upload")
+
+
+def load(work: Path) -> dict:
+    data = {}
+    for part in PARTS:
+        f = work / f"{part}.json"
+        if f.exists():
+            data[part] = json.loads(f.read_text())
+    errors = work / "errors.json"
+    data["errors"] = json.loads(errors.read_text()) if errors.exists() else {}
+    return data
+
+
+def target(name, measured, goal, ok, unit="", detail="", reason=""):
+    return {"target": name, "measured": measured, "goal": goal, "status": ("PASS" if ok else "MISS") if ok is not None
+            else "NOT MEASURED", "unit": unit, "detail": detail, "reason": reason}
+
+
+def _fmt(v, nd=2):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+# -- the targets ---------------------------------------------------------------------------------
+def triton_summary(tr: dict) -> dict:
+    """Per (config, protocol): median ratio to in-process at >= 4 in flight, and latency over in-process at 1."""
+    by = {}
+    for p in tr["points"]:
+        by.setdefault((p["config"], p["protocol"]), []).append(p)
+    out = {}
+    for (cfg, proto), pts in by.items():
+        loaded = [p["ratio_to_inprocess"] for p in pts if p["concurrency"] >= 4]
+        one = [p for p in pts if p["concurrency"] == 1]
+        out[f"{cfg}|{proto}"] = {
+            "config": cfg, "protocol": proto,
+            "ratio_at_4plus": round(statistics.median(loaded), 3) if loaded else None,
+            "min_ratio_at_4plus": round(min(loaded), 3) if loaded else None,
+            "latency_over_inprocess_ms": one[0]["latency_over_inprocess_ms"] if one else None,
+            "p50_at_1_ms": round(one[0]["p50_ms"], 1) if one else None,
+            "tiles_per_s_at_1": round(one[0]["infer_per_s"], 1) if one else None,
+        }
+    return out
+
+
+def dyn_effect(tr: dict) -> list[dict]:
+    """Dynamic batching on vs off, same layout, dtype, protocol and concurrency."""
+    idx = {(p["layout"], p["dtype"], p["protocol"], p["concurrency"], p["dynamic"]): p for p in tr["points"]}
+    rows = []
+    for (layout, dtype, proto, c, dyn), p in sorted(idx.items()):
+        if dyn:
+            off = idx.get((layout, dtype, proto, c, False))
+            if off:
+                rows.append({"layout": layout, "dtype": dtype, "protocol": proto, "concurrency": c,
+                             "on": round(p["infer_per_s"], 1), "off": round(off["infer_per_s"], 1),
+                             "gain": round(p["infer_per_s"] / off["infer_per_s"], 3)})
+    return rows
+
+
+def compute_targets(d: dict) -> tuple[list[dict], dict]:
+    t, extra = [], {}
+    m = d.get("models")
+    if m and "onnxruntime-fp32" in m["best"]:
+        b = m["best"]["onnxruntime-fp32"]
+        t.append(target("model GFLOP/s / FP32 peak (onnxruntime)", b["fraction_of_peak"], 0.75,
+                        b["fraction_of_peak"] >= 0.75, "x",
+                        f"{b['gflops_best']} GFLOP/s ({b['layout']}, batch {b['batch']}, {m['flops']['conv_gflop']:.2f} "
+                        f"GFLOP/tile) vs peak {m['peak']['gflops']} GFLOP/s",
+                        "" if b["fraction_of_peak"] >= 0.75 else "onnxruntime's convolutions reach less of the peak "
+                        "than a large matrix product (small channel counts, memory-bound layers)"))
+    else:
+        t.append(target("model GFLOP/s / FP32 peak (onnxruntime)", None, 0.75, None))
+
+    tr = d.get("triton")
+    if tr and tr.get("points"):
+        s = triton_summary(tr)
+        extra["triton_summary"] = s
+        extra["dynamic_batching"] = dyn_effect(tr)
+        loaded = [v for v in s.values() if v["ratio_at_4plus"] is not None]
+        if loaded:
+            best = max(loaded, key=lambda v: v["ratio_at_4plus"])
+            ok = best["ratio_at_4plus"] >= 0.95
+            t.append(target("Triton / in-process onnxruntime at >= 4 in flight", best["ratio_at_4plus"], 0.95, ok, "x",
+                            f"best: {best['config']} over {best['protocol']} (median over levels >= 4; "
+                            f"lowest {best['min_ratio_at_4plus']})",
+                            "" if ok else "the server's per-request cost (Python backend, (de)serialisation, "
+                            "the client sharing the 2 cores) is not hidden behind the model's compute"))
+            extra["winner_throughput"] = best
+        else:
+            t.append(target("Triton / in-process onnxruntime at >= 4 in flight", None, 0.95, None))
+        ones = [v for v in s.values() if v["latency_over_inprocess_ms"] is not None]
+        if ones:
+            best1 = min(ones, key=lambda v: v["latency_over_inprocess_ms"])
+            ok = best1["latency_over_inprocess_ms"] <= 5.0
+            t.append(target("Triton latency over in-process at 1 in flight", best1["latency_over_inprocess_ms"], 5.0, ok,
+                            "ms", f"best: {best1['config']} over {best1['protocol']}: p50 {best1['p50_at_1_ms']} ms against the best "
+                            "in-process p50 (1 session x 2 or x 1 thread, one call at a time)",
+                            "" if ok else "per-request overhead of the Python backend and the transport"))
+            extra["winner_latency"] = best1
+    else:
+        t.append(target("Triton / in-process onnxruntime at >= 4 in flight", None, 0.95, None))
+        t.append(target("Triton latency over in-process at 1 in flight", None, 5.0, None, "ms"))
+
+    pe = d.get("peer")
+    if pe:
+        rows = pe["table"]
+        peer = {r["in_flight"]: r["tiles_per_s"] for r in rows if r["target"] == "peer"}
+        tritons = sorted({r["target"] for r in rows if r["target"].startswith("triton")})
+        ratios = {}
+        for name in tritons:
+            mine = {r["in_flight"]: r["tiles_per_s"] for r in rows if r["target"] == name}
+            ratios[name] = {c: round(mine[c] / peer[c], 3) for c in mine if c in peer and peer[c]}
+        extra["triton_vs_peer"] = ratios
+        loaded = {n: statistics.median([v for c, v in r.items() if c >= 4]) for n, r in ratios.items()
+                  if any(c >= 4 for c in r)}
+        if loaded:
+            name = max(loaded, key=loaded.get)
+            ok = loaded[name] > 1.0
+            t.append(target("Triton / peer (plain web server) at >= 4 in flight", round(loaded[name], 3), 1.0, ok, "x",
+                            f"{name}; shipped config: {_fmt(loaded.get('triton-shipped'), 3)}",
+                            "" if ok else "on 2 cores both are bounded by the model; the peer has no queue or "
+                            "extra process hop"))
+    else:
+        t.append(target("Triton / peer (plain web server) at >= 4 in flight", None, 1.0, None))
+
+    i8 = d.get("int8")
+    if i8:
+        sp = i8["speed"]["speedup"]
+        m_int8 = (m or {}).get("best", {}).get("onnxruntime-int8")
+        m_fp32 = (m or {}).get("best", {}).get("onnxruntime-fp32")
+        side = round(m_int8["tiles_per_s"] / m_fp32["tiles_per_s"], 3) if m_int8 and m_fp32 else None
+        t.append(target("INT8 speed-up over FP32 (onnxruntime)", sp, 1.4, sp >= 1.4, "x",
+                        f"batch {i8['speed']['batch']}, {i8['speed']['threads']} threads, alternating; best-vs-best "
+                        f"in (a): {_fmt(side, 3)}", "" if sp >= 1.4 else "measured below the bar"))
+        q = i8["quality"]
+        t.append(target("INT8 plume IoU - FP32 plume IoU", round(q["iou_delta"], 4), 0.01, q["iou_delta"] <= 0.01, "",
+                        f"{q['scenes']} test scenes, threshold {q['threshold']}: FP32 {q['iou_fp32']:.4f}, "
+                        f"INT8 {q['iou_int8']:.4f}; INT8 mask vs FP32 mask IoU {q['mask_iou_int8_vs_fp32']:.3f}",
+                        "" if q["iou_delta"] <= 0.01 else "quantisation moves pixels across the threshold"))
+        extra["int8_decision"] = {"serve": i8["serve"], "reason": i8["reason"]}
+    else:
+        t.append(target("INT8 speed-up over FP32 (onnxruntime)", None, 1.4, None))
+        t.append(target("INT8 plume IoU - FP32 plume IoU", None, 0.01, None))
+
+    up = d.get("upload")
+    one = next((r for r in (up or {}).get("runs", []) if r["users"] == 1), None)
+    if one and one["p95_s"] is not None:
+        ok = one["p95_s"] <= 2.0 and one["errors"] == 0
+        t.append(target(f"p95 of one {one['size']}x{one['size']} upload through Flask", one["p95_s"], 2.0, ok, "s",
+                        f"{one['requests']} uploads, 1 user, {one['errors']} errors",
+                        "" if ok else "tiling, inference of the tiles and the result's files (previews, GeoTIFFs) "
+                        "add up above the bar"))
+    else:
+        t.append(target("p95 of one 1024x1024 upload through Flask", None, 2.0, None, "s"))
+
+    cl = d.get("client")
+    if cl:
+        ok = cl["seconds"] <= cl["target_seconds"]
+        t.append(target(f"{cl['size']}x{cl['size']} scene through the client", cl["seconds"], cl["target_seconds"], ok,
+                        "s", f"{cl['tiles']} tiles, {cl['tiles_per_s']} tiles/s, {cl['protocol']}, batch "
+                        f"{cl['batch_size']}, {cl['concurrency']} in flight",
+                        "" if ok else f"{cl['tiles']} tiles at the model's speed take longer than the bar: fewer "
+                        "FLOPs per tile, larger tiles or less overlap are needed"))
+        ok = cl["peak_rss_mb"] <= cl["target_rss_mb"]
+        t.append(target("client peak RSS", cl["peak_rss_mb"], cl["target_rss_mb"], ok, "MB"))
+    else:
+        t.append(target("5490x5490 scene through the client", None, 20, None, "s"))
+    return t, extra
+
+
+# -- the PNG ---------------------------------------------------------------------------------------
+def plot(d: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    ax = axes[0, 0]
+    m = d.get("models")
+    if m:
+        series = {}
+        for r in m["rows"]:
+            series.setdefault(f"{r['engine']} {r['layout']}", []).append((r["batch"], r["tiles_per_s"]))
+        for name, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"(a) in-process, {m['tile']}px tiles ({m['flops']['conv_gflop']:.2f} GFLOP/tile)")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("tiles/s")
+        ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    tr = d.get("triton")
+    if tr:
+        series = {}
+        for p in tr["points"]:
+            series.setdefault(f"{p['config']} {p['protocol']}", []).append((p["concurrency"], p["infer_per_s"]))
+        for name, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=name, lw=1)
+        base = statistics.median(b["best_tiles_per_s"] for b in tr["baselines"])
+        ax.axhline(base, color="k", ls="--", label=f"in-process onnxruntime ({base:.1f})")
+        ax.axhline(0.95 * base, color="grey", ls=":", label="0.95x in-process")
+        ax.set_xscale("log", base=2)
+        ax.set_title("(b) Triton under perf_analyzer")
+        ax.set_xlabel("requests in flight")
+        ax.set_ylabel("tiles/s")
+        ax.legend(fontsize=6, ncol=2)
+    ax = axes[1, 0]
+    pe = d.get("peer")
+    if pe:
+        series = {}
+        for r in pe["table"]:
+            series.setdefault(r["target"], []).append((r["in_flight"], r["tiles_per_s"]))
+        for name, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.set_title("(c) Triton vs a plain web server (same client)")
+        ax.set_xlabel("requests in flight")
+        ax.set_ylabel("tiles/s")
+        ax.legend(fontsize=7)
+    ax = axes[1, 1]
+    targets, _ = compute_targets(d)
+    names, vals, colors = [], [], []
+    for t in targets:
+        if t["measured"] is None:
+            continue
+        lower_is_better = t["unit"] in ("ms", "s", "MB") or "IoU" in t["target"]
+        score = (t["goal"] / t["measured"] if t["measured"] > 0 else 3.0) if lower_is_better else (
+            t["measured"] / t["goal"])
+        names.append(t["target"][:48])
+        vals.append(min(score, 3.0))
+        colors.append("tab:green" if t["status"] == "PASS" else "tab:red")
+    ax.barh(range(len(vals)), vals, color=colors)
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set_yticks(range(len(vals)), names, fontsize=7)
+    ax.set_xlabel("measured / target (>= 1 meets it; capped at 3)")
+    ax.set_title("targets")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- RESULTS.md ----------------------------------------------------------------------------------
+def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: str) -> str:
+    cond = next((d[p]["conditions"] for p in PARTS if p in d and "conditions" in d[p]), {})
+    L = [f"# {title}", ""]
+    L += [f"Measured {cond.get('date_utc', '?')} on {cond.get('cpu', '?')}, {cond.get('cores', '?')} cores "
+          f"(load average at start {cond.get('load_average_1m_at_start', '?')}), Python {cond.get('python', '?')}, "
+          f"onnxruntime {cond.get('onnxruntime', '?')}; model `{cond.get('model_file', '?')}` "
+          f"sha256 `{cond.get('model_sha256', '?')[:16]}`. Written by `perf/report.py` from the JSON of each "
+          "benchmark (raw figures: `results.json`). Ratios compare figures measured in the same run, next to each "
+          "other; these machines drift by about +-10 %.", ""]
+    if d.get("errors"):
+        L += ["**Parts that failed to run:** " + "; ".join(f"{k}: {v}" for k, v in d["errors"].items()), ""]
+    L += ["## Targets", "", "| target | measured | goal | status | detail / reason for a miss |", "|---|---|---|---|---|"]
+    for t in targets:
+        op = "≤" if t["unit"] in ("ms", "s", "MB") or "IoU" in t["target"] else "≥"
+        if "peer" in t["target"]:
+            op = ">"
+        why = "; ".join(x for x in (t["detail"], t["reason"] and f"**why:** {t['reason']}") if x)
+        L.append(f"| {t['target']} | {_fmt(t['measured'], 3)} {t['unit']} | {op} {t['goal']} {t['unit']} | "
+                 f"{t['status']} | {why} |")
+    L += ["", f"![results]({png_name})", ""]
+    if extra.get("winner_throughput") or extra.get("winner_latency"):
+        L += ["## Configuration to ship", ""]
+        w = extra.get("winner_throughput")
+        if w:
+            L.append(f"- Throughput (tiles of a scene, >= 4 in flight): **{w['config']}** over {w['protocol']} "
+                     f"({w['ratio_at_4plus']}x in-process).")
+        w = extra.get("winner_latency")
+        if w:
+            L.append(f"- One request at a time (latency): **{w['config']}** over {w['protocol']} "
+                     f"(p50 {w['p50_at_1_ms']} ms, {w['latency_over_inprocess_ms']} ms over in-process).")
+        dyn = extra.get("dynamic_batching") or []
+        if dyn:
+            gains = [r["gain"] for r in dyn if r["concurrency"] >= 4]
+            if gains:
+                L.append(f"- Dynamic batching on/off at >= 4 in flight: median gain {statistics.median(gains):.3f}x "
+                         f"(range {min(gains):.2f}-{max(gains):.2f}) over {len(gains)} paired points. On CPU a batch "
+                         "costs the same per tile, so batching can only add its queue delay; on a GPU it is where "
+                         "the gain is (perf/gpu.sh).")
+        L.append("")
+    m = d.get("models")
+    if m:
+        L += ["## (a) The model in-process", "",
+              f"Tile {m['tile']} px; {m['flops']['conv_gflop']:.3f} GFLOP per tile in convolutions (PyTorch's counter: "
+              f"{_fmt(m['flops'].get('torch_counter_gflop'), 3)}), {m['flops']['elementwise_gop']:.3f} G element-wise ops. "
+              f"Peak: {m['peak']['gflops']} GFLOP/s (best float32 matrix product: onnxruntime MatMul, torch.mm, numpy). "
+              f"PyTorch weights: {m.get('torch_weights')}.", "",
+              "| engine | layout | batch | tiles/s (median) | best round | p50 ms | GFLOP/s (best) | of peak |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(m["rows"], key=lambda r: (r["engine"], r["layout"], r["batch"])):
+            L.append(f"| {r['engine']} | {r['layout']} | {r['batch']} | {r['tiles_per_s']} | {r['tiles_per_s_best']} | "
+                     f"{r['p50_ms']} | {r['gflops_best']} | " + ("(int8 ops) |" if "int8" in r["engine"] else
+                                                                 f"{r['gflops_best'] / m['peak']['gflops']:.2f} |"))
+        L.append("")
+    i8 = d.get("int8")
+    if i8:
+        q, s = i8["quality"], i8["speed"]
+        L += ["## INT8 (onnxruntime static quantisation, `export/int8.py`)", "",
+              f"Settings: {i8['settings']}.", "",
+              f"- Speed (batch {s['batch']}, alternating FP32/INT8): FP32 {s['fp32_tiles_per_s']} tiles/s, "
+              f"INT8 {s['int8_tiles_per_s']} tiles/s: **{s['speedup']}x** (bar 1.4x).",
+              f"- Quality on {q['scenes']} test scenes at threshold {q['threshold']}: plume IoU FP32 {q['iou_fp32']:.4f}, "
+              f"INT8 {q['iou_int8']:.4f}, |delta| **{q['iou_delta']:.4f}** (bar 0.01); INT8 mask against FP32 mask: "
+              f"IoU {q['mask_iou_int8_vs_fp32']:.3f}; largest probability change {q['max_abs_prob_diff']:.3f}.",
+              f"- Decision: {'INT8 may be served' if i8['serve'] else 'FP32 stays'} ({i8['reason']}). "
+              "model_repository/ is not changed by the benchmark.", ""]
+    tr = d.get("triton")
+    if tr:
+        L += ["## (b) Triton under perf_analyzer", "",
+              f"perf_analyzer (tritonclient 2.51 wheel), batch 1 per request, count windows of "
+              f"{tr['settings'].get('window_requests')} requests; in-process baseline (best layout, batch 1) measured "
+              "before each configuration with no server running.", "",
+              "| config | protocol | in flight | tiles/s | × in-process | p50 ms | p95 ms | p99 ms | server queue ms |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for p in sorted(tr["points"], key=lambda p: (p["config"], p["protocol"], p["concurrency"])):
+            L.append(f"| {p['config']} | {p['protocol']} | {p['concurrency']} | {p['infer_per_s']:.1f} | "
+                     f"{p['ratio_to_inprocess']:.2f} | {p['p50_ms']:.1f} | {p['p95_ms']:.1f} | {p['p99_ms']:.1f} | "
+                     f"{p['server_queue_ms']:.1f} |")
+        L.append("")
+        if extra.get("dynamic_batching"):
+            L += ["Dynamic batching on vs off (same layout, input type, protocol, concurrency):", "",
+                  "| layout | input | protocol | in flight | on | off | on/off |", "|---|---|---|---|---|---|---|"]
+            for r in extra["dynamic_batching"]:
+                L.append(f"| {r['layout']} | {r['dtype']} | {r['protocol']} | {r['concurrency']} | {r['on']} | "
+                         f"{r['off']} | {r['gain']} |")
+            L.append("")
+    pe = d.get("peer")
+    if pe:
+        L += ["## (c) Triton beside a plain web server running the model in each request", "",
+              f"Same Python client (perf/bench_peer.py), one tile per request over HTTP; in-process onnxruntime in "
+              f"the same run: {pe['inprocess_tiles_per_s']} tiles/s.", "",
+              "| target | in flight | tiles/s | p50 ms | p95 ms |", "|---|---|---|---|---|"]
+        for r in sorted(pe["table"], key=lambda r: (r["in_flight"], r["target"])):
+            L.append(f"| {r['target']} | {r['in_flight']} | {r['tiles_per_s']} | {r['p50_ms']} | {r['p95_ms']} |")
+        L.append("")
+    cl = d.get("client")
+    if cl:
+        L += ["## (d) The client on a whole scene", "",
+              f"{cl['size']}x{cl['size']} px, {cl['tiles']} tiles: {cl['seconds']} s, {cl['tiles_per_s']} tiles/s, "
+              f"peak RSS {cl['peak_rss_mb']} MB ({cl['protocol']}, batch {cl['batch_size']}, {cl['concurrency']} in "
+              "flight, Triton as shipped).", ""]
+    up = d.get("upload")
+    if up:
+        L += ["## (e) Locust against the Flask API", "",
+              f"`{up['locustfile']}`, headless, loopback, distinct uploads (no answers from the store), no wait "
+              "between a user's uploads.", "",
+              "| users | size | requests | errors | req/s | p50 s | p95 s | p99 s | Locust p95 ms (rounded) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for r in up["runs"]:
+            L.append(f"| {r['users']} | {r['size']} | {r['requests']} | {r['errors']} | {_fmt(r['requests_per_s'])} | "
+                     f"{_fmt(r['p50_s'])} | {_fmt(r['p95_s'])} | {_fmt(r['p99_s'])} | {r['locust']['p95_ms']} |")
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", required=True, help="folder with the benchmarks' JSON files")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent))
+    p.add_argument("--title", default="Performance results (issue #8)")
+    a = p.parse_args(argv)
+    d = load(Path(a.work))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    targets, extra = compute_targets(d)
+    plot(d, out / "results.png")
+    (out / "RESULTS.md").write_text(markdown(d, targets, extra, a.title, "results.png"))
+    (out / "results.json").write_text(json.dumps({"targets": targets, "derived": extra, "raw": d}, indent=1,
+                                                 default=str) + "\n")
+    for t in targets:
+        print(f"{t['status']:12s} {t['target']}: {_fmt(t['measured'], 3)} {t['unit']} (goal {t['goal']})")
+    print(f"wrote {out / 'RESULTS.md'}, {out / 'results.png'}, {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
