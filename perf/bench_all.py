@@ -44,11 +44,11 @@ QUICK = {
     "models": [str(PERF / "bench_models.py"), "--batches", "1,4", "--seconds", "0.5", "--rounds", "1",
                "--peak-seconds", "1.5"],
     "triton": [str(PERF / "bench_triton.py"), "--configs", "2x1-nobatch-uint16,1x2-dyn-uint16",
-               "--concurrency", "1,4", "--protocols", "grpc,http", "--window-requests", "8", "--trials", "3",
-               "--baseline-seconds", "0.5"],
+               "--concurrency", "1,4", "--protocols", "grpc,http", "--window-requests", "5", "--trials", "3",
+               "--baseline-seconds", "0.3"],
     "peer": [str(PERF / "bench_peer.py"), "--concurrency", "1,4", "--seconds", "1", "--rounds", "1"],
     "client": [str(PERF / "bench_client.py"), "--size", "1024"],
-    "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "10"],
+    "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8"],
 }
 
 

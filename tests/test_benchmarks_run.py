@@ -46,6 +46,7 @@ def test_int8_export_runs(tmp_path):
     assert isinstance(report["serve"], bool) and report["reason"]
 
 
+@pytest.mark.slow
 def test_models_benchmark_runs(tmp_path):
     out = tmp_path / "models.json"
     _run([ROOT / "perf" / "bench_models.py", "--batches", "1", "--layouts", "1x2,2x1", "--seconds", "0.1",
