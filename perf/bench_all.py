@@ -7,7 +7,9 @@ Runs, one after another (each alone on the machine, each as its own process):
   models  perf/bench_models.py (a): PyTorch, onnxruntime FP32/INT8 per layout and batch, FLOPs, peak
   triton  perf/bench_triton.py (b): Triton under perf_analyzer, every configuration, HTTP and gRPC
   peer    perf/bench_peer.py (c): Triton beside a plain web server, same client
-  client  perf/bench_client.py (d): a 5490 x 5490 scene through the client
+  client  perf/bench_client.py (d): a 5490 x 5490 scene through the client, Triton as shipped; then
+          client-2x1 / client-2x1-int8: the same on a copy served 2 instances x 1 thread without
+          batching, FP32 and INT8 (what the misses would gain; model_repository/ is not changed)
   upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
 is recorded (errors.json, and in RESULTS.md) and the others still run.
@@ -37,6 +39,8 @@ FULL = {
                "--window-requests", "30", "--baseline-seconds", "2"],
     "peer": [str(PERF / "bench_peer.py"), "--concurrency", "1,2,4,8", "--seconds", "5", "--rounds", "2"],
     "client": [str(PERF / "bench_client.py"), "--size", "5490"],
+    "client-2x1": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch"],
+    "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60"],
 }
 QUICK = {
@@ -48,6 +52,7 @@ QUICK = {
                "--baseline-seconds", "0.3"],
     "peer": [str(PERF / "bench_peer.py"), "--concurrency", "1,4", "--seconds", "1", "--rounds", "1"],
     "client": [str(PERF / "bench_client.py"), "--size", "1024"],
+    "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "1024", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8"],
 }
 
@@ -67,7 +72,11 @@ def main(argv=None) -> int:
     errors = {}
     t_all = time.monotonic()
     for i, part in enumerate(parts, 1):
-        args = list(plan[part]) + ["--json", str(work / f"{part}.json")]
+        int8_model = work / "model_int8.onnx"
+        if "INT8" in plan[part] and not int8_model.exists():
+            print(f"== {part}: skipped, no INT8 model (the int8 part did not run)", flush=True)
+            continue
+        args = [str(int8_model) if x == "INT8" else x for x in plan[part]] + ["--json", str(work / f"{part}.json")]
         if part == "int8":
             args += ["--out", str(work / "model_int8.onnx")]
         if part == "models" and (work / "model_int8.onnx").exists() and "int8" in parts:

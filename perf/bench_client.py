@@ -1,8 +1,11 @@
 """Benchmark: the client on a whole Sentinel-2 tile (5490 x 5490 at 20 m) against the real Triton.
 
     python perf/bench_client.py [--size 5490] [--url HOST:PORT --protocol grpc] [--json FILE]
+                                [--variant 2x1-nobatch] [--onnx model_int8.onnx]
 
-Without --url it starts the pip-installed tritonserver on model_repository/. The scene is a
+Without --url it starts the pip-installed tritonserver on model_repository/ (with --variant or --onnx: on a
+temporary copy with that layout, instances x threads and dynamic batching or not, and/or that ONNX file;
+model_repository/ itself is not changed). The scene is a
 simulated 512 x 512 scene repeated to the requested size (its content does not change the
 cost). The client runs in a child process (`methane-seg segment`), so its peak RSS is measured
 alone: time, tiles/s and peak RSS, against the targets (<= 20 s, <= 2 GB).
@@ -56,6 +59,8 @@ def main(argv=None) -> int:
     p.add_argument("--protocol", choices=["http", "grpc"], default="grpc")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--variant", help="LAYOUT-(dyn|nobatch), e.g. 2x1-nobatch: serve a modified copy of the repository")
+    p.add_argument("--onnx", help="serve this ONNX file instead of the repository's (e.g. the INT8 model)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
@@ -66,7 +71,16 @@ def main(argv=None) -> int:
         if url is None:
             from client.server import TritonServer
 
-            server = TritonServer(ROOT / "model_repository").start()
+            repo = ROOT / "model_repository"
+            if a.variant or a.onnx:
+                sys.path.insert(0, str(ROOT / "perf"))
+                from common import repository_variant
+
+                layout, mode = (a.variant or "1x2-dyn").split("-")
+                inst, threads = (int(v) for v in layout.split("x"))
+                repo = repository_variant(Path(tmp) / "repo", instances=inst, threads=threads, dynamic=(mode == "dyn"),
+                                          onnx_file=Path(a.onnx) if a.onnx else None)
+            server = TritonServer(repo).start()
             url = server.grpc_url if a.protocol == "grpc" else server.http_url
         try:
             figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency)
@@ -74,6 +88,7 @@ def main(argv=None) -> int:
             if server is not None:
                 server.cleanup()
     figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
+                   variant=a.variant or "shipped", onnx=Path(a.onnx).name if a.onnx else "model.onnx",
                    target_seconds=20, target_rss_mb=2048)
     print(json.dumps(figures))
     if a.json:

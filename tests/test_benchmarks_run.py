@@ -28,6 +28,16 @@ def test_client_benchmark_runs(tmp_path):
     assert figures["tiles"] == 9 and figures["peak_rss_mb"] > 0 and figures["seconds"] > 0
 
 
+def test_client_benchmark_on_a_variant(tmp_path):
+    out = tmp_path / "client.json"
+    done = subprocess.run([sys.executable, str(ROOT / "perf" / "bench_client.py"), "--size", "300",
+                           "--variant", "2x1-nobatch", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["variant"] == "2x1-nobatch" and figures["tiles"] == 4 and figures["seconds"] > 0
+
+
 def _run(args, timeout=240):
     done = subprocess.run([sys.executable] + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
