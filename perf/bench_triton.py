@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DEFAULT_ONNX, DEFAULT_REPOSITORY, MODEL_NAME, PerfAnalyzer, conditions, log,  # noqa: E402
+from common import (DEFAULT_REPOSITORY, MODEL_NAME, PerfAnalyzer, conditions, log,  # noqa: E402
                     measure_layout, model_tile_size, repository_variant, sample_tiles, write_json)
 
 LAYOUTS = {"1x2": (1, 2), "2x1": (2, 1)}  # Triton: instances x onnxruntime threads each

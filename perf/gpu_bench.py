@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_ONNX, DEFAULT_REPOSITORY, MODEL_NAME, ROOT, log, model_tile_size  # noqa: E402
@@ -138,7 +137,8 @@ def bench_tensorrt(batches: list[int], tile: int, workdir: Path) -> dict:
                    "--iterations", "200"]
             t0 = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            inf = re.search(r"trt-runner.*?\| Average Inference Time: ([\d.]+) ms", done.stdout + done.stderr)
+            # "[I] trt-runner-N0-... | Completed 200 iteration(s) in 1234 ms | Average inference time: 6.17 ms."
+            inf = re.search(r"trt-runner.*?average inference time: ([\d.]+) ms", done.stdout + done.stderr, re.I | re.S)
             row = {"batch": b, "tool": "polygraphy", "wall_s": round(time.perf_counter() - t0, 1)}
             if done.returncode == 0 and inf:
                 row.update(ms_per_batch=float(inf.group(1)), tiles_per_s=round(b * 1000 / float(inf.group(1)), 1))
@@ -146,7 +146,8 @@ def bench_tensorrt(batches: list[int], tile: int, workdir: Path) -> dict:
                 row["error"] = (done.stdout + done.stderr)[-500:]
             rows.append(row)
             log(f"tensorrt fp16 batch {b}: {row}")
-        return {"rows": rows, "input": "float32 (uint16 has no TensorRT type)"}
+        return {"rows": rows, "input": "float32 (uint16 has no TensorRT type)",
+                "note": "polygraphy's time includes host-device copies; trtexec's does not (--noDataTransfers)"}
     return {"skipped": "neither trtexec nor polygraphy is installed (NVIDIA's TensorRT or Triton container has "
                        "trtexec; `pip install polygraphy tensorrt` gives polygraphy)"}
 
@@ -261,7 +262,7 @@ def _wait_ready(url: str, proc, timeout: float = 180.0) -> None:
 
 
 def markdown(res: dict) -> str:
-    L = [f"# GPU figures (perf/gpu.sh)", "", f"Card: **{res['gpu']}**; measured {res['date_utc']}; "
+    L = ["# GPU figures (perf/gpu.sh)", "", f"Card: **{res['gpu']}**; measured {res['date_utc']}; "
          f"model sha256 `{res['model_sha256'][:16]}`.", ""]
     t = res.get("torch", {})
     L += ["## PyTorch FP16 (autocast, channels_last)", ""]
