@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     from client.server import TritonServer
 
     results = []
+    failed = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-triton-") as tmp:
             tmp = Path(tmp)
@@ -148,8 +149,14 @@ def main(argv=None) -> int:
                     for proto in protocols:
                         url = server.grpc_url if proto == "grpc" else server.http_url
                         for c in levels:
-                            r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
-                                                  a.trials, tmp)
+                            try:
+                                r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
+                                                      a.trials, tmp)
+                            except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one point, not the run
+                                failed.append({"config": cfg["name"], "protocol": proto, "concurrency": c,
+                                               "error": str(exc)[-600:]})
+                                log(f"    {proto} c={c}: FAILED ({str(exc)[-200:]})")
+                                continue
                             r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
                                      dtype=cfg["dtype"], protocol=proto,
                                      baseline_tiles_per_s=base["best_tiles_per_s"],
@@ -172,6 +179,7 @@ def main(argv=None) -> int:
     points = [r for r in results if "baseline" not in r]
     baselines = [r["baseline"] for r in results if "baseline" in r]
     out = {"conditions": conditions(onnx), "tile": tile_size, "points": points, "baselines": baselines,
+           "failed_points": failed,
            "settings": {"window_requests": a.window_requests, "trials": a.trials, "queue_delay_us": a.queue_delay_us,
                         "concurrency": levels, "protocols": protocols,
                         "baseline_seconds": a.baseline_seconds}}

@@ -387,6 +387,11 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                      f"{p['ratio_to_inprocess']:.2f} | {p['p50_ms']:.1f} | {p['p95_ms']:.1f} | {p['p99_ms']:.1f} | "
                      f"{p['server_queue_ms']:.1f} |")
         L.append("")
+        for f in tr.get("failed_points", []):
+            L.append(f"- not measured: {f['config']} {f['protocol']} at {f['concurrency']} in flight: "
+                     f"{f['error'].strip().splitlines()[-1] if f['error'].strip() else 'error'}")
+        if tr.get("failed_points"):
+            L.append("")
         if extra.get("dynamic_batching"):
             L += ["Dynamic batching on vs off (same layout, input type, protocol, concurrency):", "",
                   "| layout | input | protocol | in flight | on | off | on/off |", "|---|---|---|---|---|---|---|"]
