@@ -39,10 +39,16 @@ MODEL_NAME = "methane_seg"
 TEMPLATES = Path(__file__).parent / "templates"
 TARGETS = ("cpu", "onnxruntime", "tensorrt")
 
-# Dynamic batching: on CPU a batch costs the same per tile, so the queue delay
-# is kept short (it only adds latency); on a GPU a batch is cheaper per tile,
-# so a longer wait that fills preferred batch sizes pays for itself.
+# Dynamic batching: on a GPU a batch is cheaper per tile, so a wait that fills preferred batch
+# sizes pays for itself. On CPU a batch costs the same per tile: `make bench` (perf/RESULTS.md)
+# measured 1 instance x 2 threads with dynamic batching at about 0.6x in-process onnxruntime, and
+# 2 instances x 1 thread without it at 1.0x (higher throughput and lower latency alike), so CPU
+# instances ship without the batcher; the delay below applies where batching is on.
 QUEUE_DELAY_US = {"cpu": 2000, "onnxruntime": 5000, "tensorrt": 5000}
+LAYOUT = {  # kind -> (instances, onnxruntime threads per instance, dynamic batching)
+    "cpu": (2, 1, False),
+    "gpu": (1, 1, True),
+}
 
 HEADER = """\
 # {name}: plume probability for fixed-size tiles of Sentinel-2 L1C reflectance ({target} target).
@@ -69,13 +75,7 @@ output [
 # Serve the newest version only; adding version N+1 and reloading swaps it in.
 version_policy: {{ latest: {{ num_versions: 1 }} }}
 
-# Requests of the same tile shape are merged into one run (max_queue_delay_microseconds:
-# how long the first request may wait for others).
-dynamic_batching {{
-{preferred}  max_queue_delay_microseconds: {queue_delay_us}
-}}
-
-instance_group [
+{batching}instance_group [
   {{
     count: {instances}
     kind: {kind}
@@ -110,6 +110,19 @@ optimization {{
 }}
 """
 
+BATCHING = """# Requests of the same tile shape are merged into one run (max_queue_delay_microseconds:
+# how long the first request may wait for others).
+dynamic_batching {{
+{preferred}  max_queue_delay_microseconds: {queue_delay_us}
+}}
+
+"""
+NO_BATCHING = """# No dynamic batching on CPU instances: a batch costs the same per tile there, and two
+# single-thread instances each running one request beat one batching instance (perf/RESULTS.md).
+# A client still sends several tiles per request (max_batch_size).
+
+"""
+
 PARAMETER = 'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
 
 
@@ -120,14 +133,20 @@ def render_config(
     name: str = MODEL_NAME,
     max_batch_size: int = 16,
     queue_delay_us: int | None = None,
-    instances: int = 1,
-    threads: int = 2,
+    instances: int | None = None,
+    threads: int | None = None,
+    batching: bool | None = None,
     kind: str | None = None,
     trt_precision: str = "FP16",
 ) -> str:
+    """config.pbtxt text; instances, threads and batching default to LAYOUT[kind]."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     kind = kind or ("cpu" if target == "cpu" else "gpu")
+    default_instances, default_threads, default_batching = LAYOUT[kind]
+    instances = default_instances if instances is None else instances
+    threads = default_threads if threads is None else threads
+    batching = default_batching if batching is None else batching
     backend_line = {
         "cpu": 'backend: "python"',
         "onnxruntime": 'backend: "onnxruntime"\ndefault_model_filename: "model.onnx"',
@@ -143,8 +162,10 @@ def render_config(
         output_name=metadata["output"]["name"],
         bands=len(metadata["bands"]),
         tile=int(metadata["tile_size"]),
-        preferred=preferred,
-        queue_delay_us=QUEUE_DELAY_US[target] if queue_delay_us is None else queue_delay_us,
+        batching=BATCHING.format(
+            preferred=preferred,
+            queue_delay_us=QUEUE_DELAY_US[target] if queue_delay_us is None else queue_delay_us,
+        ) if batching else NO_BATCHING,
         instances=instances,
         kind="KIND_CPU" if kind == "cpu" else "KIND_GPU",
     )
@@ -166,7 +187,7 @@ def render_cpu_config(metadata: dict, **options) -> str:
 # `tritonserver --model-config-name=NAME` loads `<model>/configs/NAME.pbtxt`.
 CONTAINER_CONFIGS = {
     "onnxruntime_gpu": {"target": "onnxruntime", "kind": "gpu"},
-    "onnxruntime_cpu": {"target": "onnxruntime", "kind": "cpu", "instances": 2},
+    "onnxruntime_cpu": {"target": "onnxruntime", "kind": "cpu"},
     "tensorrt": {"target": "tensorrt", "kind": "gpu"},
 }
 
@@ -244,8 +265,10 @@ def repository_main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, required=True, help="repository folder to write")
     p.add_argument("--plan", type=Path, help="TensorRT plan for --target tensorrt")
     p.add_argument("--kind", choices=["cpu", "gpu"], help="instance kind (default: cpu for cpu, gpu otherwise)")
-    p.add_argument("--instances", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per instance (cpu target)")
+    p.add_argument("--instances", type=int, help="model instances (default: 2 on CPU, 1 on GPU)")
+    p.add_argument("--threads", type=int, help="onnxruntime threads per instance, cpu target (default 1)")
+    p.add_argument("--batching", action=argparse.BooleanOptionalAction, default=None,
+                   help="dynamic batching (default: off on CPU, on on GPU)")
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--queue-delay-us", type=int, help="dynamic batching max_queue_delay_microseconds")
     p.add_argument("--new-version", action="store_true", help="add a version after the highest present")
@@ -261,7 +284,7 @@ def repository_main(argv: list[str]) -> int:
     try:
         model_dir = write_model_repository(
             a.out, onnx_path, metadata, version=None if a.new_version else 1, target=a.target,
-            plan_path=a.plan, kind=a.kind, instances=a.instances, threads=a.threads,
+            plan_path=a.plan, kind=a.kind, instances=a.instances, threads=a.threads, batching=a.batching,
             max_batch_size=a.max_batch_size, queue_delay_us=a.queue_delay_us)
     except (FileNotFoundError, ValueError) as exc:
         print(f"methane-seg: error: {exc}", file=sys.stderr)

@@ -33,7 +33,9 @@ def test_config_matches_onnx_graph(model_dir):
     assert config.name == model_dir.name
     assert config.backend == "python"
     assert config.max_batch_size > 1
-    assert config.HasField("dynamic_batching")
+    # The CPU layout that `make bench` measured best: 2 single-thread instances, no batcher.
+    assert not config.HasField("dynamic_batching")
+    assert [g.count for g in config.instance_group] == [2] and config.parameters["intra_op_threads"].string_value == "1"
     assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU for g in config.instance_group)
     threshold = float(config.parameters["threshold"].string_value)
     assert 0.0 < threshold < 1.0
@@ -88,7 +90,12 @@ def test_every_target_renders_a_valid_config(target, kind):
     from export.repository import render_config
 
     config = text_format.Parse(render_config(META, target, kind=kind), model_config_pb2.ModelConfig())
-    assert config.max_batch_size == 16 and config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert config.max_batch_size == 16
+    # Dynamic batching where a batch is cheaper per tile (GPUs), not on CPU instances.
+    assert config.HasField("dynamic_batching") == (kind == "gpu")
+    if kind == "gpu":
+        assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert config.instance_group[0].count == (2 if kind == "cpu" else 1)
     assert config.version_policy.latest.num_versions == 1
     assert config.model_warmup[0].inputs["reflectance"].zero_data
     assert list(config.input[0].dims) == [6, 256, 256] and config.input[0].data_type == model_config_pb2.TYPE_UINT16
@@ -102,6 +109,15 @@ def test_every_target_renders_a_valid_config(target, kind):
         assert (len(accelerators) == 1 and accelerators[0].name == "tensorrt") if kind == "gpu" else not accelerators
     else:
         assert config.platform == "tensorrt_plan" and config.default_model_filename == "model.plan"
+
+
+def test_layout_options_override_the_defaults():
+    from export.repository import render_config
+
+    config = text_format.Parse(render_config(META, "cpu", instances=1, threads=2, batching=True, queue_delay_us=500),
+                               model_config_pb2.ModelConfig())
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.instance_group[0].count == 1 and config.parameters["intra_op_threads"].string_value == "2"
 
 
 def test_repository_command_lays_out_targets_and_versions(tmp_path, capsys):
