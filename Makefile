@@ -42,7 +42,7 @@ model: $(VENV)/.test
 	$(BIN)/methane-seg export runs/model/best.pt --out model_repository
 	$(BIN)/python -m training.examples --out examples
 	$(BIN)/methane-seg baseline data/test/s*[0-9].tif --out runs/pred_baseline
-	$(BIN)/methane-seg serve & pid=$$!; trap "kill -INT $$pid" EXIT; sleep 15; \
+	$(BIN)/methane-seg serve & pid=$$!; trap "kill -TERM $$pid" EXIT; sleep 15; \
 	  $(BIN)/methane-seg segment data/test/s*[0-9].tif --out runs/pred_test && \
 	  $(BIN)/methane-seg evaluate --truth data/test --pred runs/pred_test --json runs/eval_test.json
 	$(BIN)/methane-seg report --truth data/test --pred runs/pred_test --baseline runs/pred_baseline --out docs/report

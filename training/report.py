@@ -152,7 +152,7 @@ def plot_gallery(truth_dir: Path, preds: dict, picks: list[tuple[str, str]], pat
             ax.set_axis_off()
     fig.suptitle("Yellow: labelled plume; cyan: predicted mask; colour: probability", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from webapp.app import create_app
 
     signal.signal(signal.SIGTERM, _terminate)
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored:
+    # restore Ctrl-C / `kill -INT` so that they always stop both servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = TritonServer(args.model_repository, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, host="127.0.0.1")
     print(f"starting Triton on {args.model_repository} (http {args.http_port}, grpc {args.grpc_port}, "
