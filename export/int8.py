@@ -14,8 +14,10 @@ Calibration runs over simulated training-split tiles (seeds apart from the test 
 runs FP32 and INT8 on the test scenes (`s*.tif` with `*_mask.tif` truths under --test; simulated
 if the folder is absent) and reports plume IoU of each against the truth at the served threshold,
 their difference (the gate: <= 0.01), the IoU of the INT8 mask against the FP32 mask, and the
-speed of both measured side by side (the gate: >= 1.4x). Nothing is written to the model repository:
-whether INT8 is served is decided from the report.
+speed of both measured side by side (the gate: >= 1.4x). Without --serve nothing is written to the
+model repository. With --serve, the INT8 file goes beside the FP32 one as model_int8.onnx, the report
+into its metadata.json ("int8"), and the version's repository is rewritten: CPU instances then serve
+model_int8.onnx if both gates hold, model.onnx otherwise (metadata "cpu_onnx_file" says which, and why).
 """
 
 from __future__ import annotations
@@ -223,6 +225,8 @@ def main(argv=None) -> int:
     p.add_argument("--speed-batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--json", help="write the report here")
+    p.add_argument("--serve", action="store_true",
+                   help="record the decision in the version folder of --onnx and rewrite its model repository")
     a = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
 
@@ -259,7 +263,33 @@ def main(argv=None) -> int:
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(report, indent=1) + "\n")
+    if a.serve:
+        record_decision(Path(a.onnx), out, report)
     return 0
+
+
+def record_decision(fp32_path: Path, int8_path: Path, report: dict) -> None:
+    """Put the INT8 file and the decision into fp32_path's version folder and rewrite the repository
+    around it (config.pbtxt's onnx_file follows metadata["cpu_onnx_file"])."""
+    import shutil
+
+    from export.repository import write_model_repository
+
+    version_dir = fp32_path.parent
+    meta_path = version_dir / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    target = version_dir / "model_int8.onnx"
+    if int8_path.resolve() != target.resolve():
+        shutil.copyfile(int8_path, target)
+    meta["int8"] = {"file": target.name, "served": report["serve"], "reason": report["reason"],
+                    "settings": report["settings"], "quality": report["quality"],
+                    "speedup": report["speed"]["speedup"], "iou_tolerance": IOU_TOL, "speedup_min": SPEEDUP_MIN}
+    meta["cpu_onnx_file"] = target.name if report["serve"] else fp32_path.name
+    version = int(meta.pop("version", version_dir.name))
+    target_kind = meta.pop("target", "cpu")
+    write_model_repository(version_dir.parent.parent, fp32_path, meta, name=version_dir.parent.name,
+                           version=version, target=target_kind)
+    log(f"CPU instances serve {meta['cpu_onnx_file']} ({report['reason']})")
 
 
 if __name__ == "__main__":

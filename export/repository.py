@@ -147,9 +147,12 @@ def render_config(
     instances = default_instances if instances is None else instances
     threads = default_threads if threads is None else threads
     batching = default_batching if batching is None else batching
+    # On CPU instances the INT8 variant is served where export/int8.py found that it holds its gates
+    # (metadata "cpu_onnx_file"); GPU instances run the FP32 graph (TensorRT FP16 inside).
+    onnx_file = metadata.get("cpu_onnx_file", "model.onnx") if kind == "cpu" else "model.onnx"
     backend_line = {
         "cpu": 'backend: "python"',
-        "onnxruntime": 'backend: "onnxruntime"\ndefault_model_filename: "model.onnx"',
+        "onnxruntime": f'backend: "onnxruntime"\ndefault_model_filename: "{onnx_file}"',
         "tensorrt": 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"',
     }[target]
     preferred = "" if target == "cpu" else f"  preferred_batch_size: [ {max_batch_size // 2}, {max_batch_size} ]\n"
@@ -175,7 +178,7 @@ def render_config(
     text += PARAMETER.format(key="tile_size", value=int(metadata["tile_size"]))
     if target == "cpu":
         text += PARAMETER.format(key="intra_op_threads", value=threads)
-        text += PARAMETER.format(key="onnx_file", value="model.onnx")
+        text += PARAMETER.format(key="onnx_file", value=onnx_file)
     return text
 
 
@@ -225,9 +228,10 @@ def write_model_repository(
         shutil.copyfile(plan_path, version_dir / "model.plan")
     else:
         _copy(Path(onnx_path), version_dir / "model.onnx")
-        half = Path(onnx_path).with_name("model_fp16.onnx")
-        if half.is_file():
-            _copy(half, version_dir / "model_fp16.onnx")
+        for variant in ("model_fp16.onnx", "model_int8.onnx"):
+            path = Path(onnx_path).with_name(variant)
+            if path.is_file():
+                _copy(path, version_dir / variant)
     if target == "cpu":
         shutil.copyfile(TEMPLATES / "model.py", version_dir / "model.py")
     meta = dict(metadata, version=version, target=target)

@@ -18,6 +18,14 @@ MODEL_REPOSITORY = Path(os.environ.get("TEST_MODEL_REPOSITORY", ROOT / "model_re
 EXAMPLES = ROOT / "examples"
 
 
+def served_onnx(version_dir: Path) -> Path:
+    """The ONNX file that CPU instances of this version serve (INT8 where export/int8.py found it holds)."""
+    import json
+
+    meta = json.loads((Path(version_dir) / "metadata.json").read_text())
+    return Path(version_dir) / meta.get("cpu_onnx_file", "model.onnx")
+
+
 @pytest.fixture(scope="session")
 def triton():
     """The real tritonserver from nvidia-pytriton, serving model_repository/ on free ports."""

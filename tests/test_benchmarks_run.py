@@ -56,6 +56,34 @@ def test_int8_export_runs(tmp_path):
     assert isinstance(report["serve"], bool) and report["reason"]
 
 
+def test_int8_serve_decision_rewrites_the_repository(tmp_path):
+    """--serve puts model_int8.onnx and the decision into the version folder; config.pbtxt's
+    onnx_file follows it (the INT8 file where both gates held, else the FP32 one)."""
+    import shutil
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "model_repository", repo)
+    version = repo / "methane_seg" / "1"
+    _run(["-m", "export.int8", "--onnx", version / "model.onnx", "--calib", "2", "--n-test", "2",
+          "--test", tmp_path / "none", "--speed-seconds", "0.1", "--speed-rounds", "1", "--speed-batch", "1",
+          "--out", tmp_path / "m8.onnx", "--serve"])
+    meta = json.loads((version / "metadata.json").read_text())
+    assert (version / "model_int8.onnx").stat().st_size > 0
+    served = meta["int8"]["served"]
+    assert meta["cpu_onnx_file"] == ("model_int8.onnx" if served else "model.onnx") and meta["int8"]["reason"]
+    assert meta["version"] == 1 and meta["target"] == "cpu"
+    config = text_format.Parse((repo / "methane_seg" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.parameters["onnx_file"].string_value == meta["cpu_onnx_file"]
+    ort_cpu = text_format.Parse((repo / "methane_seg" / "configs" / "onnxruntime_cpu.pbtxt").read_text(),
+                                model_config_pb2.ModelConfig())
+    gpu = text_format.Parse((repo / "methane_seg" / "configs" / "onnxruntime_gpu.pbtxt").read_text(),
+                            model_config_pb2.ModelConfig())
+    assert ort_cpu.default_model_filename == meta["cpu_onnx_file"] and gpu.default_model_filename == "model.onnx"
+
+
 @pytest.mark.slow
 def test_models_benchmark_runs(tmp_path):
     out = tmp_path / "models.json"

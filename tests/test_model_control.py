@@ -10,7 +10,7 @@ import tritonclient.http as httpclient
 
 from client.server import TritonServer
 from export.repository import versions, write_model_repository
-from tests.conftest import MODEL_REPOSITORY
+from tests.conftest import MODEL_REPOSITORY, served_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_triton_answers_exactly_as_onnxruntime(triton, scenes):
     tile = json.loads((latest / "metadata.json").read_text())["tile_size"]
     data = read_scene(scenes["strong"]).data[:, :tile, :tile]
     x = np.stack([data, data[:, ::-1, :]]).copy()
-    session = ort.InferenceSession(str(latest / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(served_onnx(latest)), providers=["CPUExecutionProvider"])
     (expected,) = session.run(None, {"reflectance": x})
     got, _ = infer(httpclient.InferenceServerClient(triton.http_url), x)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

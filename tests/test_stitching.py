@@ -9,7 +9,7 @@ import rasterio
 from client.contract import write_scene
 from client.segmenter import Segmenter
 from export.repository import versions
-from tests.conftest import MODEL_REPOSITORY
+from tests.conftest import MODEL_REPOSITORY, served_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def big_scene(tmp_path_factory):
 
 def full_image_pass(data: np.ndarray) -> np.ndarray:
     model_dir = MODEL_REPOSITORY / "methane_seg"
-    onnx_file = model_dir / str(versions(model_dir)[-1]) / "model.onnx"
+    onnx_file = served_onnx(model_dir / str(versions(model_dir)[-1]))
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     h, w = data.shape[1:]
     ph, pw = -h % 32, -w % 32  # the U-Net needs multiples of 32
