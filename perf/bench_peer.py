@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (DEFAULT_REPOSITORY, MODEL_NAME, ROOT, conditions, log, measure_layout,  # noqa: E402
-                    model_tile_size, repository_variant, run_workers, sample_tiles, write_json)
+                    model_tile_size, repository_variant, run_workers, sample_tiles, served_onnx, write_json)
 
 
 class PeerTarget:
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from client.server import TritonServer, free_port
 
     levels = [int(c) for c in a.concurrency.split(",")]
-    onnx = str(Path(a.repository) / MODEL_NAME / "1" / "model.onnx")
+    onnx = str(served_onnx(a.repository))  # the file Triton serves: same model on both sides
     tile = sample_tiles(1, model_tile_size(a.repository))[:1]
     servers, procs = [], []
     rows = []

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (DEFAULT_REPOSITORY, MODEL_NAME, PerfAnalyzer, conditions, log,  # noqa: E402
-                    measure_layout, model_tile_size, repository_variant, sample_tiles, write_json)
+                    measure_layout, model_tile_size, repository_variant, sample_tiles, served_onnx, write_json)
 
 LAYOUTS = {"1x2": (1, 2), "2x1": (2, 1)}  # Triton: instances x onnxruntime threads each
 
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
             p.error(f"unknown configuration in {wanted}; known: {[c['name'] for c in all_configs()]}")
     protocols = a.protocols.split(",")
     levels = [int(c) for c in a.concurrency.split(",")]
-    onnx = str(Path(a.repository) / MODEL_NAME / "1" / "model.onnx")
+    onnx = str(served_onnx(a.repository))  # the file Triton serves: same model on both sides
     tile_size = model_tile_size(a.repository)
     tile = sample_tiles(1, tile_size)[0]
     pa = PerfAnalyzer()

@@ -176,6 +176,17 @@ def measure_layout(path, layout: tuple[int, int], batch: np.ndarray, seconds: fl
 
 
 # -- Triton model repository variants ------------------------------------------------------------
+def served_onnx(repository=DEFAULT_REPOSITORY) -> Path:
+    """The ONNX file the repository's CPU instances serve (config.pbtxt's onnx_file: the INT8 variant
+    where export/int8.py found that it holds its gates). In-process baselines use the same file."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    src = Path(repository) / MODEL_NAME
+    config = text_format.Parse((src / "config.pbtxt").read_text(), mc.ModelConfig())
+    return src / "1" / (config.parameters["onnx_file"].string_value or "model.onnx")
+
+
 def repository_variant(dst: Path, *, instances: int, threads: int, dynamic: bool, dtype: str = "uint16",
                        queue_delay_us: int = 2000, source=DEFAULT_REPOSITORY, onnx_file: Path | None = None) -> Path:
     """A copy of the served model's repository under `dst` with a modified config.pbtxt.
