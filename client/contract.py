@@ -236,8 +236,8 @@ def open_scene(path: str | Path) -> Scene:
 
 
 def scene_profile(crs, transform, height: int, width: int) -> dict:
-    """A GeoTIFF profile for a scene that follows the contract."""
-    return {
+    """A GeoTIFF profile for a scene that follows the contract (tiled where the scene is large enough)."""
+    profile = {
         "driver": "GTiff",
         "dtype": "uint16",
         "count": len(BANDS),
@@ -252,6 +252,17 @@ def scene_profile(crs, transform, height: int, width: int) -> dict:
         "blockysize": 256,
         "interleave": "pixel",
     }
+    if height < 256 or width < 256:
+        profile.update(tiled=False)
+        profile.pop("blockxsize")
+        profile.pop("blockysize")
+    return profile
+
+
+def _write_bands(dst, data: np.ndarray) -> None:
+    dst.write(data)
+    for i, band in enumerate(BANDS, start=1):
+        dst.set_band_description(i, band)
 
 
 def write_scene(path: str | Path, data: np.ndarray, crs, transform) -> None:
@@ -260,12 +271,17 @@ def write_scene(path: str | Path, data: np.ndarray, crs, transform) -> None:
 
     if data.shape[0] != len(BANDS) or data.dtype != DTYPE:
         raise ContractError(f"write_scene needs (6, H, W) uint16, got {data.shape} {data.dtype}")
-    profile = scene_profile(crs, transform, data.shape[1], data.shape[2])
-    if data.shape[1] < 256 or data.shape[2] < 256:
-        profile.update(tiled=False)
-        profile.pop("blockxsize")
-        profile.pop("blockysize")
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, band in enumerate(BANDS, start=1):
-            dst.set_band_description(i, band)
+    with rasterio.open(path, "w", **scene_profile(crs, transform, data.shape[1], data.shape[2])) as dst:
+        _write_bands(dst, data)
+
+
+def scene_bytes(data: np.ndarray, crs, transform) -> bytes:
+    """The contract GeoTIFF of (6, H, W) uint16 data as bytes (an upload built in memory)."""
+    from rasterio.io import MemoryFile
+
+    if data.shape[0] != len(BANDS) or data.dtype != DTYPE:
+        raise ContractError(f"scene_bytes needs (6, H, W) uint16, got {data.shape} {data.dtype}")
+    with MemoryFile() as mem:
+        with mem.open(**scene_profile(crs, transform, data.shape[1], data.shape[2])) as dst:
+            _write_bands(dst, data)
+        return bytes(mem.read())

@@ -38,6 +38,15 @@ def make_scene(path: Path, size: int) -> None:
     write_scene(path, np.ascontiguousarray(data), sim.crs, sim.transform)
 
 
+def served_onnx_name() -> str:
+    """The ONNX file model_repository/'s CPU instances serve (config.pbtxt's onnx_file)."""
+    import re as _re
+
+    config = (ROOT / "model_repository" / "methane_seg" / "config.pbtxt").read_text()
+    m = _re.search(r'key: "onnx_file" value: \{ string_value: "([^"]+)" \}', config)
+    return m.group(1) if m else "model.onnx"
+
+
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int) -> dict:
     cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
            "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency)]
@@ -88,7 +97,7 @@ def main(argv=None) -> int:
             if server is not None:
                 server.cleanup()
     figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
-                   variant=a.variant or "shipped", onnx=Path(a.onnx).name if a.onnx else "model.onnx",
+                   variant=a.variant or "shipped", onnx=Path(a.onnx).name if a.onnx else served_onnx_name(),
                    target_seconds=20, target_rss_mb=2048)
     print(json.dumps(figures))
     if a.json:

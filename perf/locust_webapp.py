@@ -70,21 +70,9 @@ def base_scene(size: int = SCENE_SIZE):
 
 def geotiff_bytes(data: np.ndarray, crs, transform) -> bytes:
     """A contract GeoTIFF (deflate, band descriptions) in memory."""
-    from rasterio.io import MemoryFile
+    from client.contract import scene_bytes
 
-    from client.contract import BANDS, scene_profile
-
-    profile = scene_profile(crs, transform, data.shape[1], data.shape[2])
-    if data.shape[1] < 256 or data.shape[2] < 256:
-        profile.update(tiled=False)
-        profile.pop("blockxsize")
-        profile.pop("blockysize")
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(data)
-            for i, band in enumerate(BANDS, start=1):
-                dst.set_band_description(i, band)
-        return bytes(mem.read())
+    return scene_bytes(data, crs, transform)
 
 
 class Scenes:

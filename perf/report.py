@@ -433,7 +433,7 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
         if d.get("client_variants"):
             L += ["The same scene served from modified copies of the repository (model_repository/ unchanged):", "",
                   "| served as | model file | scene px | seconds | tiles/s | peak RSS MB |", "|---|---|---|---|---|---|",
-                  f"| shipped | model.onnx | {cl['size']} | {cl['seconds']} | {cl['tiles_per_s']} | {cl['peak_rss_mb']} |"]
+                  f"| shipped | {cl.get('onnx', 'model.onnx')} | {cl['size']} | {cl['seconds']} | {cl['tiles_per_s']} | {cl['peak_rss_mb']} |"]
             for v in d["client_variants"]:
                 L.append(f"| {v['variant']} | {v['onnx']} | {v['size']} | {v['seconds']} | {v['tiles_per_s']} | "
                          f"{v['peak_rss_mb']} |")

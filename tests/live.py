@@ -163,24 +163,12 @@ def sample_bands(size: int):
 
 def scene_bytes(size: int = 256, n: int = 0) -> bytes:
     """A contract GeoTIFF of size x size pixels, distinct for each `n` (one corner pixel differs)."""
-    from rasterio.io import MemoryFile
-
-    from client.contract import BANDS, scene_profile
+    from client import contract
 
     data, crs, transform = sample_bands(size)
     data[:, 0, 0] = 1 + n % 60000
     data[:, 0, 1] = 1 + n // 60000
-    profile = scene_profile(crs, transform, size, size)
-    if size < 256:
-        profile.update(tiled=False)
-        profile.pop("blockxsize")
-        profile.pop("blockysize")
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(data)
-            for i, band in enumerate(BANDS, start=1):
-                dst.set_band_description(i, band)
-        return bytes(mem.read())
+    return contract.scene_bytes(data, crs, transform)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):

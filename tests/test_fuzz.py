@@ -18,21 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def valid_tiff_bytes() -> bytes:
-    import rasterio
-    from rasterio.io import MemoryFile
-
-    from client.contract import scene_profile
+    from client.contract import scene_bytes
 
     crs, transform = utm()
-    data = random_scene((6, 64, 64))
-    profile = scene_profile(crs, transform, 64, 64)
-    profile.update(tiled=False)
-    profile.pop("blockxsize")
-    profile.pop("blockysize")
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(data)
-        return bytes(mem.read())
+    return scene_bytes(random_scene((6, 64, 64)), crs, transform)
 
 
 VALID = valid_tiff_bytes()
