@@ -17,7 +17,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from client.contract import write_scene
-from tests.conftest import random_scene, utm
+from tests.conftest import random_scene, raw_geotiff, utm
 
 LIMIT_MB = 2  # the size limit the tests configure on both sides (the default is 512 MB)
 POLYGLOT_HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
@@ -26,21 +26,7 @@ ODD_NAME = "my scene; rm -rf ~ $(id) `id` <b>\u00fc\u00df\u2603 & 'q\" %2e%2e.ti
 
 
 def _geotiff(path: Path, data: np.ndarray, crs="utm", transform="utm", **extra) -> Path:
-    default_crs, default_transform = utm()
-    profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
-               "dtype": data.dtype.name}
-    if crs is not None:
-        profile["crs"] = default_crs if crs == "utm" else crs
-    if transform is not None:
-        profile["transform"] = default_transform if transform == "utm" else transform
-    profile.update(extra)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data)
-    return path
+    return raw_geotiff(path, data, crs, transform, **extra)
 
 
 def _contract_bytes(shape=(6, 300, 300)) -> bytes:

@@ -67,29 +67,38 @@ def random_scene(shape=(6, 128, 160), seed=0) -> np.ndarray:
     return (rng.random(shape) * 3000 + 300).astype(np.uint16)
 
 
+def raw_geotiff(path: Path, data: np.ndarray, crs="utm", transform="utm", descriptions=None, **extra) -> Path:
+    """Write a raw GeoTIFF with any band count, dtype, CRS or transform ("utm": the default grid)."""
+    import warnings
+
+    import rasterio
+
+    default_crs, default_transform = utm()
+    profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
+               "dtype": data.dtype.name}
+    if crs is not None:
+        profile["crs"] = default_crs if crs == "utm" else crs
+    if transform is not None:
+        profile["transform"] = default_transform if transform == "utm" else transform
+    profile.update(extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            for i, d in enumerate(descriptions or [], start=1):
+                dst.set_band_description(i, d)
+    return path
+
+
 @pytest.fixture
 def write_geotiff(tmp_path):
     """Write a raw GeoTIFF with any band count, dtype, CRS or transform (for bad-input tests)."""
-    import rasterio
 
     def write(name="x.tif", data=None, crs="utm", transform="utm", descriptions=None, **extra):
         data = random_scene() if data is None else data
         if data.ndim == 2:
             data = data[None]
-        default_crs, default_transform = utm()
-        profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
-                   "dtype": data.dtype.name}
-        if crs is not None:
-            profile["crs"] = default_crs if crs == "utm" else crs
-        if transform is not None:
-            profile["transform"] = default_transform if transform == "utm" else transform
-        profile.update(extra)
-        path = tmp_path / name
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data)
-            for i, d in enumerate(descriptions or [], start=1):
-                dst.set_band_description(i, d)
-        return path
+        return raw_geotiff(tmp_path / name, data, crs, transform, descriptions, **extra)
 
     return write
 
