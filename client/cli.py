@@ -52,6 +52,10 @@ def segment_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per request (default 4)")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--shared-memory", choices=["auto", "system", "none"],
+                   default=os.environ.get("TRITON_SHARED_MEMORY", "auto"),
+                   help="tiles through system shared memory: auto (when Triton is on this host and accepts it), "
+                        "system (required), none (always the socket); env TRITON_SHARED_MEMORY")
     p.add_argument("--max-size-mb", type=float, default=float(os.environ.get("MAX_UPLOAD_MB") or 512),
                    help="refuse input files larger than this (default 512; env MAX_UPLOAD_MB, as the web app)")
     p.add_argument("--wind-speed", type=float, help="10 m wind speed (m/s): adds an IME emission-rate estimate")
@@ -64,8 +68,11 @@ def segment_main(argv: list[str]) -> int:
     args = segment_parser().parse_args(argv)
     from client.segmenter import Segmenter
 
+    if args.shared_memory not in ("auto", "system", "none"):  # from TRITON_SHARED_MEMORY
+        return _fail(f"TRITON_SHARED_MEMORY must be auto, system or none, not {args.shared_memory!r}", EXIT_BAD_INPUT)
+
     segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
-                          concurrency=args.concurrency, timeout=args.timeout)
+                          concurrency=args.concurrency, timeout=args.timeout, shared_memory=args.shared_memory)
     worst = 0
     for scene in args.scenes:
         code = _segment_one(segmenter, scene, args, quiet=len(args.scenes) > 1)

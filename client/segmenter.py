@@ -11,6 +11,10 @@ several requests in flight so Triton's dynamic batcher can merge them, and
 blended back without seams. The mask threshold comes from the model's
 configuration (`parameters.threshold`), which the exporter writes from the
 value chosen on the validation split.
+
+On the server's own host the tiles travel through system shared memory
+(`shared_memory="auto"`, client/shm.py) instead of the socket; elsewhere, or
+when the server refuses the regions, they go over HTTP/gRPC as usual.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client import shm
 from client.contract import BANDS, NODATA, ContractError, Scene, open_scene, read_error
 from client.tiling import Blender, pad_tile, tile_grid
 
@@ -76,6 +81,7 @@ class Segmenter:
         overlap: int = 32,
         timeout: float = 60.0,
         retries: int = 3,
+        shared_memory: str = "auto",
     ):
         self.protocol = protocol
         self.url = normalise_url(url, protocol)
@@ -86,6 +92,9 @@ class Segmenter:
         self.overlap = int(overlap)
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
+        if shared_memory not in shm.MODES:
+            raise ValueError(f"shared_memory must be one of {shm.MODES}, not {shared_memory!r}")
+        self.shared_memory = shared_memory
         self._local = threading.local()
         self._model_info: dict | None = None
 
@@ -152,26 +161,66 @@ class Segmenter:
         }
         return self._model_info
 
+    def _batch(self, info: dict) -> int:
+        """Tiles per request: the client's batch size within the model's max_batch_size."""
+        return max(1, min(self.batch_size, info["max_batch_size"]))
+
+    # -- shared memory --------------------------------------------------------
+    def _tile_pair(self, info: dict, dtype) -> shm.TilePair | None:
+        """This worker thread's shared-memory regions, made on first use; None to use the socket.
+
+        Only worker threads of a segmentation have them (segment_array owns and releases them)."""
+        regions = getattr(self._local, "regions", None)
+        if regions is None or self.shared_memory == "none" or getattr(self._local, "refused", False):
+            return None
+        if self.shared_memory == "auto" and not shm.is_local(self.url):
+            return None
+        pair = getattr(self._local, "shm", None)
+        if pair is None:
+            try:
+                pair = shm.TilePair(self._client(), self._batch(info), info["tile"], dtype)
+            except Exception as exc:
+                if self.shared_memory == "system":
+                    raise TritonUnavailable(f"Triton at {self.url} refused system shared memory: {_short(exc)}") \
+                        from None
+                self._local.refused = True  # auto: another host or IPC namespace; the socket works everywhere
+                return None
+            regions.append(pair)
+            self._local.shm = pair
+        return pair
+
+    def _infer(self, info: dict, data: np.ndarray, pair: shm.TilePair | None) -> np.ndarray:
+        """One request; the tensors go through `pair`'s regions when given, else in the request."""
+        module = self._module()
+        inp = module.InferInput(info["input"], list(data.shape), info["datatype"])
+        out = module.InferRequestedOutput(info["output"])
+        if pair is not None:
+            inp.set_shared_memory(pair.inp.name, pair.write(data))
+            out.set_shared_memory(pair.out.name, len(data) * 4 * info["tile"] ** 2)
+        else:
+            inp.set_data_from_numpy(data)
+        kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        result = self._client().infer(self.model_name, [inp], outputs=[out], model_version=self.model_version,
+                                      **kwargs)
+        return pair.read(len(data)) if pair is not None else result.as_numpy(info["output"])[:, 0]
+
     # -- inference ----------------------------------------------------------
     def infer_tiles(self, tiles: np.ndarray) -> np.ndarray:
         """(N, 6, T, T) uint16 -> (N, T, T) float32 probabilities, with retries."""
         info = self.model_info()
-        module = self._module()
         from tritonclient.utils import InferenceServerException
 
-        datatype = info["datatype"]
-        data = tiles.astype(np.uint16 if datatype == "UINT16" else np.float32, copy=False)
-        inp = module.InferInput(info["input"], list(data.shape), datatype)
-        inp.set_data_from_numpy(data)
-        out = module.InferRequestedOutput(info["output"])
+        data = tiles.astype(np.uint16 if info["datatype"] == "UINT16" else np.float32, copy=False)
+        pair = self._tile_pair(info, data.dtype) if len(data) <= self._batch(info) else None
+        if pair is not None:
+            try:
+                return self._infer(info, data, pair)
+            except Exception:  # e.g. a restarted server lost the registration: this worker uses the socket
+                self._local.refused = True
         delay = 0.2
         for attempt in range(self.retries):
             try:
-                kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-                result = self._client().infer(
-                    self.model_name, [inp], outputs=[out], model_version=self.model_version, **kwargs
-                )
-                return result.as_numpy(info["output"])[:, 0]
+                return self._infer(info, data, None)
             except InferenceServerException as exc:
                 transient = _is_transient(exc)
                 if not transient or attempt == self.retries - 1:
@@ -197,7 +246,7 @@ class Segmenter:
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
         grid = tile_grid(scene.height, scene.width, tile, overlap)
         blender = Blender(scene.height, scene.width, tile, overlap)
-        batch = max(1, min(self.batch_size, info["max_batch_size"]))
+        batch = self._batch(info)
         chunks = [grid[i : i + batch] for i in range(0, len(grid), batch)]
 
         def run(chunk):
@@ -211,17 +260,26 @@ class Segmenter:
             from tqdm import tqdm
 
             bar = tqdm(total=len(grid), desc=scene.name, unit="tile", leave=False)
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            # Bounded look-ahead: at most 2 x concurrency batches of tiles in flight.
-            pending = []
-            for chunk in chunks:
-                pending.append(pool.submit(run, chunk))
-                if len(pending) >= 2 * self.concurrency:
-                    self._collect(pending.pop(0), blender, bar)
-            for future in pending:
-                self._collect(future, blender, bar)
-        if bar is not None:
-            bar.close()
+        regions: list[shm.TilePair] = []  # this call's workers' shared memory, released at its end
+
+        def worker_init():
+            self._local.regions = regions
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency, initializer=worker_init) as pool:
+                # Bounded look-ahead: at most 2 x concurrency batches of tiles in flight.
+                pending = []
+                for chunk in chunks:
+                    pending.append(pool.submit(run, chunk))
+                    if len(pending) >= 2 * self.concurrency:
+                        self._collect(pending.pop(0), blender, bar)
+                for future in pending:
+                    self._collect(future, blender, bar)
+        finally:
+            for pair in regions:
+                pair.close()
+            if bar is not None:
+                bar.close()
         probability = np.clip(blender.result(), 0.0, 1.0)
         mask = (probability >= info["threshold"]).astype(np.uint8)
         mask[~scene.valid] = 0

@@ -1,15 +1,18 @@
 """`make bench`: every benchmark of issue #8 in one go on this machine, then the report.
 
-    python perf/bench_all.py [--quick] [--out DIR] [--only int8,models,triton,peer,client,upload]
+    python perf/bench_all.py [--quick] [--out DIR] [--only int8,models,triton,triton-local,peer,client,upload]
 
 Runs, one after another (each alone on the machine, each as its own process):
   int8    export/int8.py: INT8 model, its plume IoU against FP32 and its speed-up
   models  perf/bench_models.py (a): PyTorch, onnxruntime FP32/INT8 per layout and batch, FLOPs, peak
   triton  perf/bench_triton.py (b): Triton under perf_analyzer, every configuration, HTTP and gRPC
+  triton-local  the same on the shipped layouts with 1 and 8 tiles per request, over the socket and
+          through system shared memory (as the client sends them beside a local server)
   peer    perf/bench_peer.py (c): Triton beside a plain web server, same client
   client  perf/bench_client.py (d): a 5490 x 5490 scene through the client, Triton as shipped; then
           client-2x1 / client-2x1-int8: the same on a copy served 2 instances x 1 thread without
-          batching, FP32 and INT8 (what the misses would gain; model_repository/ is not changed)
+          batching, FP32 and INT8 (what the misses would gain; model_repository/ is not changed);
+          client-socket: as shipped, but the tiles over the socket instead of shared memory
   upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
 is recorded (errors.json, and in RESULTS.md) and the others still run.
@@ -37,10 +40,14 @@ FULL = {
     "models": [str(PERF / "bench_models.py"), "--batches", "1,4,8,16", "--seconds", "3", "--rounds", "2"],
     "triton": [str(PERF / "bench_triton.py"), "--concurrency", "1,2,4,8,16", "--protocols", "grpc,http",
                "--window-requests", "30", "--baseline-seconds", "2"],
+    "triton-local": [str(PERF / "bench_triton.py"), "--configs", "2x1-nobatch-uint16,1x2-nobatch-uint16",
+                     "--batch", "1,8", "--shared-memory", "none,system", "--concurrency", "1,4,8,16",
+                     "--protocols", "grpc,http", "--window-requests", "30", "--baseline-seconds", "2"],
     "peer": [str(PERF / "bench_peer.py"), "--concurrency", "1,2,4,8", "--seconds", "5", "--rounds", "2"],
     "client": [str(PERF / "bench_client.py"), "--size", "5490"],
     "client-2x1": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch"],
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "INT8"],
+    "client-socket": [str(PERF / "bench_client.py"), "--size", "5490", "--shared-memory", "none"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60"],
 }
 QUICK = {
@@ -50,9 +57,13 @@ QUICK = {
     "triton": [str(PERF / "bench_triton.py"), "--configs", "2x1-nobatch-uint16,1x2-dyn-uint16",
                "--concurrency", "1,4", "--protocols", "grpc,http", "--window-requests", "5", "--trials", "3",
                "--baseline-seconds", "0.3"],
+    "triton-local": [str(PERF / "bench_triton.py"), "--configs", "2x1-nobatch-uint16", "--batch", "1,8",
+                     "--shared-memory", "none,system", "--concurrency", "4", "--protocols", "grpc",
+                     "--window-requests", "5", "--trials", "3", "--baseline-seconds", "0.3"],
     "peer": [str(PERF / "bench_peer.py"), "--concurrency", "1,4", "--seconds", "1", "--rounds", "1"],
     "client": [str(PERF / "bench_client.py"), "--size", "1024"],
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "1024", "--variant", "2x1-nobatch", "--onnx", "INT8"],
+    "client-socket": [str(PERF / "bench_client.py"), "--size", "1024", "--shared-memory", "none"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8"],
 }
 

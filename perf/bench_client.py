@@ -1,14 +1,15 @@
 """Benchmark: the client on a whole Sentinel-2 tile (5490 x 5490 at 20 m) against the real Triton.
 
     python perf/bench_client.py [--size 5490] [--url HOST:PORT --protocol grpc] [--json FILE]
-                                [--variant 2x1-nobatch] [--onnx model_int8.onnx]
+                                [--variant 2x1-nobatch] [--onnx model_int8.onnx] [--shared-memory auto|none]
 
 Without --url it starts the pip-installed tritonserver on model_repository/ (with --variant or --onnx: on a
 temporary copy with that layout, instances x threads and dynamic batching or not, and/or that ONNX file;
 model_repository/ itself is not changed). The scene is a
 simulated 512 x 512 scene repeated to the requested size (its content does not change the
 cost). The client runs in a child process (`methane-seg segment`), so its peak RSS is measured
-alone: time, tiles/s and peak RSS, against the targets (<= 20 s, <= 2 GB).
+alone: time, tiles/s and peak RSS, against the targets (<= 20 s, <= 2 GB). `--shared-memory none` sends the
+tiles over the socket instead of the shared memory the client uses beside a local server (client/shm.py).
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ def served_onnx_name() -> str:
     return m.group(1) if m else "model.onnx"
 
 
-def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int) -> dict:
+def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
+               shared_memory: str = "auto") -> dict:
     cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
-           "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency)]
+           "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency),
+           "--shared-memory", shared_memory]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - t0
@@ -61,6 +64,12 @@ def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, conc
             "peak_rss_mb": round(rss_mb, 1)}
 
 
+def _local(url: str) -> bool:
+    from client.shm import is_local
+
+    return is_local(url)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=5490)
@@ -70,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--variant", help="LAYOUT-(dyn|nobatch), e.g. 2x1-nobatch: serve a modified copy of the repository")
     p.add_argument("--onnx", help="serve this ONNX file instead of the repository's (e.g. the INT8 model)")
+    p.add_argument("--shared-memory", choices=["auto", "system", "none"], default="auto",
+                   help="the client's --shared-memory (default auto: shared memory beside a local server)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
@@ -92,12 +103,15 @@ def main(argv=None) -> int:
             server = TritonServer(repo).start()
             url = server.grpc_url if a.protocol == "grpc" else server.http_url
         try:
-            figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency)
+            figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency,
+                                 a.shared_memory)
         finally:
             if server is not None:
                 server.cleanup()
     figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
-                   variant=a.variant or "shipped", onnx=Path(a.onnx).name if a.onnx else served_onnx_name(),
+                   variant=a.variant or ("shipped" if a.shared_memory != "none" else "shipped, socket"),
+                   shared_memory=a.shared_memory,
+                   transport="socket" if a.shared_memory == "none" or (a.url and not _local(a.url)) else "shm", onnx=Path(a.onnx).name if a.onnx else served_onnx_name(),
                    target_seconds=20, target_rss_mb=2048)
     print(json.dumps(figures))
     if a.json:

@@ -1,16 +1,19 @@
 """Benchmark (b): the real Triton server under perf_analyzer, beside in-process onnxruntime.
 
     python perf/bench_triton.py [--concurrency 1,2,4,8,16] [--protocols grpc,http]
-                                [--configs all|NAME,...] [--interval-ms 1500] [--json FILE]
+                                [--configs all|NAME,...] [--batch 1,8] [--shared-memory none,system]
+                                [--json FILE]
 
 For each configuration (dynamic batching on/off x 1 instance x 2 threads / 2 instances x 1 thread
 x uint16 / float32 input), a temporary copy of model_repository/ gets a modified config.pbtxt
 (float32: the ONNX input is made float too), the pip tritonserver is started on it with
 client/server.py, and perf_analyzer (the tritonclient 2.51 wheel's binary) measures it over each
-protocol at each concurrency, sending a real simulated tile (batch 1 per request, as the client's
-tiles arrive). Before each configuration, with no server running, in-process onnxruntime is
-measured at batch 1 in both layouts: the Triton figures are divided by the baseline measured next
-to them (machines drift by +-10 %).
+protocol at each concurrency, sending a real simulated tile: `--batch 1` (one tile per request) and
+`--batch 8` (8 tiles per request, as perf/bench_client.py's client sends them), over the socket and,
+with `--shared-memory none,system`, through system shared memory as the client does when Triton runs
+on its host (client/shm.py). Before each configuration, with no server running, in-process
+onnxruntime is measured at the same batch in both layouts: the Triton figures are divided by the
+baseline measured next to them (machines drift by +-10 %).
 """
 
 from __future__ import annotations
@@ -63,15 +66,18 @@ def parse_csv(text: str, stdout: str = "") -> dict:
 
 
 def run_perf_analyzer(pa: PerfAnalyzer, url: str, protocol: str, concurrency: int, input_dir: Path,
-                      window_requests: int, trials: int, workdir: Path) -> dict:
+                      window_requests: int, trials: int, workdir: Path, batch: int = 1,
+                      shared_memory: str = "none", output_bytes: int = 0) -> dict:
     """One concurrency level. Windows of at least `window_requests` requests (count_windows: the
     same statistical weight at every concurrency); stable when 3 windows agree within 15 %, else
     retried with a wider band and more windows (the figure records which band it met)."""
-    out_csv = workdir / f"pa-{protocol}-{concurrency}.csv"
-    base = [str(pa.binary), "-m", MODEL_NAME, "-u", url, "-i", protocol, "-b", "1",
+    out_csv = workdir / f"pa-{protocol}-{concurrency}-b{batch}.csv"
+    base = [str(pa.binary), "-m", MODEL_NAME, "-u", url, "-i", protocol, "-b", str(batch),
             "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(input_dir),
             "--measurement-mode", "count_windows", "--measurement-request-count", str(window_requests),
             "-f", str(out_csv)]
+    if shared_memory != "none":  # tensors through the server's shared memory, not the socket (local clients)
+        base += [f"--shared-memory={shared_memory}", f"--output-shared-memory-size={output_bytes}"]
     last = ""
     for stability, more in ((15, 0), (30, 2), (100, 4)):  # +-10 % machines: widen the band rather than fail
         out_csv.unlink(missing_ok=True)
@@ -85,12 +91,14 @@ def run_perf_analyzer(pa: PerfAnalyzer, url: str, protocol: str, concurrency: in
     raise RuntimeError(f"perf_analyzer failed ({protocol}, concurrency {concurrency}):\n{last}")
 
 
-def baseline(onnx: str, tile: np.ndarray, seconds: float) -> dict:
-    """In-process onnxruntime at batch 1, one call at a time: 1 session x 2 threads and 1 session x 1 thread
-    (the latency a request could have); 2 sessions x 1 thread side by side (the throughput)."""
-    out = {}
+def baseline(onnx: str, tile: np.ndarray, seconds: float, batch: int = 1) -> dict:
+    """In-process onnxruntime at `batch` tiles per call, one call at a time: 1 session x 2 threads and
+    1 session x 1 thread (the latency a request could have); 2 sessions x 1 thread side by side (the
+    throughput)."""
+    out = {"batch": batch}
+    tiles = np.repeat(tile[None], batch, axis=0)
     for name, layout in (("1x2", (1, 2)), ("1x1", (1, 1)), ("2x1", (2, 1))):
-        r = measure_layout(onnx, layout, tile[None], seconds)
+        r = measure_layout(onnx, layout, tiles, seconds)
         out[name] = {"tiles_per_s": r["items_per_s"], "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"]}
     out["best_tiles_per_s"] = max(out[k]["tiles_per_s"] for k in ("1x2", "2x1"))
     out["best_p50_ms"] = min(out[k]["p50_ms"] for k in ("1x2", "1x1"))
@@ -103,6 +111,10 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default="all", help="all, or names such as 2x1-nobatch-uint16,1x2-dyn-uint16")
     p.add_argument("--protocols", default="grpc,http")
     p.add_argument("--concurrency", default="1,2,4,8,16")
+    p.add_argument("--shared-memory", default="none",
+                   help="none and/or system (comma-separated): perf_analyzer passes the tensors in system shared "
+                        "memory, as the client does on the server's host (client/shm.py)")
+    p.add_argument("--batch", default="1", help="tiles per request (perf_analyzer -b); the client sends 8")
     p.add_argument("--window-requests", type=int, default=30, help="requests per perf_analyzer window")
     p.add_argument("--trials", type=int, default=4, help="perf_analyzer windows at most per point")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching's max queue delay")
@@ -118,6 +130,10 @@ def main(argv=None) -> int:
             p.error(f"unknown configuration in {wanted}; known: {[c['name'] for c in all_configs()]}")
     protocols = a.protocols.split(",")
     levels = [int(c) for c in a.concurrency.split(",")]
+    batches = [int(b) for b in a.batch.split(",")]
+    transports = a.shared_memory.split(",")
+    if not set(transports) <= {"none", "system"}:
+        p.error(f"--shared-memory takes none and/or system, not {a.shared_memory!r}")
     onnx = str(served_onnx(a.repository))  # the file Triton serves: same model on both sides
     tile_size = model_tile_size(a.repository)
     tile = sample_tiles(1, tile_size)[0]
@@ -136,9 +152,10 @@ def main(argv=None) -> int:
                 tile.astype(np_type).tofile(d / "reflectance")  # raw binary, one file per input
                 inputs[dtype] = d
             for i, cfg in enumerate(configs, 1):
-                base = baseline(onnx, tile, a.baseline_seconds)
-                log(f"[{i}/{len(configs)}] {cfg['name']}: in-process baseline {base['best_tiles_per_s']} tiles/s, "
-                    f"p50 {base['best_p50_ms']} ms")
+                bases = {b: baseline(onnx, tile, a.baseline_seconds, b) for b in batches}
+                for b, base in bases.items():
+                    log(f"[{i}/{len(configs)}] {cfg['name']}: in-process baseline at batch {b}: "
+                        f"{base['best_tiles_per_s']} tiles/s, p50 {base['best_p50_ms']} ms")
                 inst, threads = LAYOUTS[cfg["layout"]]
                 repo = repository_variant(tmp / f"repo-{cfg['name']}", instances=inst, threads=threads,
                                           dynamic=cfg["dynamic"], dtype=cfg["dtype"],
@@ -146,19 +163,23 @@ def main(argv=None) -> int:
                 server = TritonServer(repo)
                 try:
                     server.start()
-                    for proto in protocols:
-                        url = server.grpc_url if proto == "grpc" else server.http_url
-                        for c in levels:
+                    grid = [(b, sm, proto, c) for b in batches for sm in transports for proto in protocols
+                            for c in levels]
+                    for b, sm, proto, c in grid:
+                            base = bases[b]
+                            url = server.grpc_url if proto == "grpc" else server.http_url
+                            where = f"{proto} b={b} {'shm' if sm == 'system' else 'socket'} c={c}"
                             try:
                                 r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
-                                                      a.trials, tmp)
+                                                      a.trials, tmp, batch=b, shared_memory=sm,
+                                                      output_bytes=4 * tile_size * tile_size * b)
                             except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one point, not the run
                                 failed.append({"config": cfg["name"], "protocol": proto, "concurrency": c,
-                                               "error": str(exc)[-600:]})
-                                log(f"    {proto} c={c}: FAILED ({str(exc)[-200:]})")
+                                               "batch": b, "shared_memory": sm, "error": str(exc)[-600:]})
+                                log(f"    {where}: FAILED ({str(exc)[-200:]})")
                                 continue
                             r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
-                                     dtype=cfg["dtype"], protocol=proto,
+                                     dtype=cfg["dtype"], protocol=proto, batch=b, shared_memory=sm,
                                      baseline_tiles_per_s=base["best_tiles_per_s"],
                                      baseline_p50_ms=base["best_p50_ms"],
                                      ratio_to_inprocess=round(r["infer_per_s"] / base["best_tiles_per_s"], 3),
@@ -168,12 +189,12 @@ def main(argv=None) -> int:
                                      latency_over_same_threads_ms=round(
                                          r["p50_ms"] - base[f"1x{threads}"]["p50_ms"], 2))
                             results.append(r)
-                            log(f"    {proto} c={c}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
+                            log(f"    {where}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
                                 f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
                 finally:
                     server.cleanup()
-                results_base = {"config": cfg["name"], **base}
-                results.append({"baseline": results_base})
+                for base in bases.values():
+                    results.append({"baseline": {"config": cfg["name"], **base}})
     finally:
         pa.cleanup()
     points = [r for r in results if "baseline" not in r]
@@ -181,9 +202,11 @@ def main(argv=None) -> int:
     out = {"conditions": conditions(onnx), "tile": tile_size, "points": points, "baselines": baselines,
            "failed_points": failed,
            "settings": {"window_requests": a.window_requests, "trials": a.trials, "queue_delay_us": a.queue_delay_us,
-                        "concurrency": levels, "protocols": protocols,
+                        "concurrency": levels, "protocols": protocols, "batches": batches,
+                        "shared_memory": transports,
                         "baseline_seconds": a.baseline_seconds}}
-    print(json.dumps([{k: r[k] for k in ("config", "protocol", "concurrency", "infer_per_s", "ratio_to_inprocess")}
+    print(json.dumps([{k: r[k] for k in ("config", "batch", "shared_memory", "protocol", "concurrency", "infer_per_s",
+                                         "ratio_to_inprocess")}
                       for r in points]))
     if a.json:
         write_json(a.json, out)

@@ -15,8 +15,12 @@ import json
 import statistics
 from pathlib import Path
 
-PARTS = ("models", "int8", "triton", "peer", "client", "upload")
-CLIENT_VARIANTS = ("client-2x1", "client-2x1-int8")  # the 5490 scene on modified copies of the repository
+PARTS = ("models", "int8", "triton", "triton-local", "peer", "client", "upload")
+CLIENT_VARIANTS = ("client-2x1", "client-2x1-int8", "client-socket")  # the 5490 scene, served or sent otherwise
+
+
+def _transport(p: dict) -> str:
+    return "shm" if p.get("shared_memory", "none") == "system" else "socket"
 
 
 def load(work: Path) -> dict:
@@ -29,6 +33,13 @@ def load(work: Path) -> dict:
         f = work / f"{part}.json"
         if f.exists():
             data.setdefault("client_variants", []).append(json.loads(f.read_text()))
+    local = data.pop("triton-local", None)
+    if local:  # batch 8 and shared memory on the shipped layouts: the same targets, one more table
+        data["triton_local"] = local
+        if "triton" in data:
+            data["triton"] = {**data["triton"], "points": data["triton"]["points"] + local["points"]}
+        else:
+            data["triton"] = local
     errors = work / "errors.json"
     data["errors"] = json.loads(errors.read_text()) if errors.exists() else {}
     return data
@@ -49,16 +60,18 @@ def _fmt(v, nd=2):
 
 # -- the targets ---------------------------------------------------------------------------------
 def triton_summary(tr: dict) -> dict:
-    """Per (config, protocol): median ratio to in-process at >= 4 in flight, and latency over in-process at 1."""
+    """Per (config, protocol, tiles per request, transport): median ratio to in-process (at the same batch)
+    at >= 4 in flight, and latency over in-process at 1."""
     by = {}
     for p in tr["points"]:
-        by.setdefault((p["config"], p["protocol"]), []).append(p)
+        by.setdefault((p["config"], p["protocol"], p.get("batch", 1), _transport(p)), []).append(p)
     out = {}
-    for (cfg, proto), pts in by.items():
+    for (cfg, proto, batch, transport), pts in by.items():
         loaded = [p["ratio_to_inprocess"] for p in pts if p["concurrency"] >= 4]
         one = [p for p in pts if p["concurrency"] == 1]
-        out[f"{cfg}|{proto}"] = {
-            "config": cfg, "protocol": proto,
+        out[f"{cfg}|{proto}|b{batch}|{transport}"] = {
+            "config": cfg, "protocol": proto, "batch": batch, "transport": transport,
+            "label": f"{cfg} over {proto}, {batch} tile{'s' if batch > 1 else ''}/request, {transport}",
             "ratio_at_4plus": round(statistics.median(loaded), 3) if loaded else None,
             "min_ratio_at_4plus": round(min(loaded), 3) if loaded else None,
             "latency_over_inprocess_ms": one[0]["latency_over_inprocess_ms"] if one else None,
@@ -70,7 +83,8 @@ def triton_summary(tr: dict) -> dict:
 
 def dyn_effect(tr: dict) -> list[dict]:
     """Dynamic batching on vs off, same layout, dtype, protocol and concurrency."""
-    idx = {(p["layout"], p["dtype"], p["protocol"], p["concurrency"], p["dynamic"]): p for p in tr["points"]}
+    idx = {(p["layout"], p["dtype"], p["protocol"], p["concurrency"], p["dynamic"]): p for p in tr["points"]
+           if p.get("batch", 1) == 1 and _transport(p) == "socket"}
     rows = []
     for (layout, dtype, proto, c, dyn), p in sorted(idx.items()):
         if dyn:
@@ -105,20 +119,23 @@ def compute_targets(d: dict) -> tuple[list[dict], dict]:
         if loaded:
             best = max(loaded, key=lambda v: v["ratio_at_4plus"])
             ok = best["ratio_at_4plus"] >= 0.95
+            plain = [v for v in loaded if v["batch"] == 1 and v["transport"] == "socket"]
+            plain_best = max(plain, key=lambda v: v["ratio_at_4plus"]) if plain else None
             t.append(target("Triton / in-process onnxruntime at >= 4 in flight", best["ratio_at_4plus"], 0.95, ok, "x",
-                            f"best: {best['config']} over {best['protocol']} (median over levels >= 4; "
-                            f"lowest {best['min_ratio_at_4plus']})",
+                            f"best: {best['label']} (median over levels >= 4; lowest {best['min_ratio_at_4plus']})"
+                            + (f"; one tile per request over a socket: {plain_best['ratio_at_4plus']} "
+                               f"({plain_best['label']})" if plain_best and plain_best is not best else ""),
                             "" if ok else "the server's per-request cost (Python backend, (de)serialisation, "
                             "the client sharing the 2 cores) is not hidden behind the model's compute"))
             extra["winner_throughput"] = best
         else:
             t.append(target("Triton / in-process onnxruntime at >= 4 in flight", None, 0.95, None))
-        ones = [v for v in s.values() if v["latency_over_inprocess_ms"] is not None]
+        ones = [v for v in s.values() if v["latency_over_inprocess_ms"] is not None and v["batch"] == 1]
         if ones:
             best1 = min(ones, key=lambda v: v["latency_over_inprocess_ms"])
             ok = best1["latency_over_inprocess_ms"] <= 5.0
             t.append(target("Triton latency over in-process at 1 in flight", best1["latency_over_inprocess_ms"], 5.0, ok,
-                            "ms", f"best: {best1['config']} over {best1['protocol']}: p50 {best1['p50_at_1_ms']} ms against the best "
+                            "ms", f"best: {best1['label']}: p50 {best1['p50_at_1_ms']} ms against the best "
                             "in-process p50 (1 session x 2 or x 1 thread, one call at a time)",
                             "" if ok else "per-request overhead of the Python backend and the transport"))
             extra["winner_latency"] = best1
@@ -184,7 +201,8 @@ def compute_targets(d: dict) -> tuple[list[dict], dict]:
     cl = d.get("client")
     if cl:
         ok = cl["seconds"] <= cl["target_seconds"]
-        variants = "".join(f"; served {v['variant']} with {v['onnx']}: {v['seconds']} s ({v['size']} px)"
+        variants = "".join(f"; served {v['variant']} with {v['onnx']} over {v.get('transport', 'socket')}: "
+                           f"{v['seconds']} s ({v['size']} px)"
                            for v in d.get("client_variants", []))
         t.append(target(f"{cl['size']}x{cl['size']} scene through the client", cl["seconds"], cl["target_seconds"], ok,
                         "s", f"{cl['tiles']} tiles, {cl['tiles_per_s']} tiles/s, {cl['protocol']}, batch "
@@ -225,11 +243,13 @@ def plot(d: dict, path: Path) -> None:
     if tr:
         series = {}
         for p in tr["points"]:
-            series.setdefault(f"{p['config']} {p['protocol']}", []).append((p["concurrency"], p["infer_per_s"]))
+            if p.get("batch", 1) == 1:
+                name = f"{p['config']} {p['protocol']}" + (" shm" if _transport(p) == "shm" else "")
+                series.setdefault(name, []).append((p["concurrency"], p["infer_per_s"]))
         for name, pts in sorted(series.items()):
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=name, lw=1)
-        base = statistics.median(b["best_tiles_per_s"] for b in tr["baselines"])
+        base = statistics.median(b["best_tiles_per_s"] for b in tr["baselines"] if b.get("batch", 1) == 1)
         ax.axhline(base, color="k", ls="--", label=f"in-process onnxruntime ({base:.1f})")
         ax.axhline(0.95 * base, color="grey", ls=":", label="0.95x in-process")
         ax.set_xscale("log", base=2)
@@ -328,11 +348,11 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
         L += ["## Configuration to ship", ""]
         w = extra.get("winner_throughput")
         if w:
-            L.append(f"- Throughput (tiles of a scene, >= 4 in flight): **{w['config']}** over {w['protocol']} "
+            L.append(f"- Throughput (tiles of a scene, >= 4 in flight): **{w['label']}** "
                      f"({w['ratio_at_4plus']}x in-process).")
         w = extra.get("winner_latency")
         if w:
-            L.append(f"- One request at a time (latency): **{w['config']}** over {w['protocol']} "
+            L.append(f"- One request at a time (latency): **{w['label']}** "
                      f"(p50 {w['p50_at_1_ms']} ms, {w['latency_over_inprocess_ms']} ms over in-process).")
         dyn = extra.get("dynamic_batching") or []
         if dyn:
@@ -382,7 +402,8 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
               "before each configuration with no server running.", "",
               "| config | protocol | in flight | tiles/s | × in-process | p50 ms | p95 ms | p99 ms | server queue ms |",
               "|---|---|---|---|---|---|---|---|---|"]
-        for p in sorted(tr["points"], key=lambda p: (p["config"], p["protocol"], p["concurrency"])):
+        grid = [p for p in tr["points"] if p not in (d.get("triton_local") or {}).get("points", [])]
+        for p in sorted(grid, key=lambda p: (p["config"], p["protocol"], p["concurrency"])):
             L.append(f"| {p['config']} | {p['protocol']} | {p['concurrency']} | {p['infer_per_s']:.1f} | "
                      f"{p['ratio_to_inprocess']:.2f} | {p['p50_ms']:.1f} | {p['p95_ms']:.1f} | {p['p99_ms']:.1f} | "
                      f"{p['server_queue_ms']:.1f} |")
@@ -398,6 +419,30 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
             for r in extra["dynamic_batching"]:
                 L.append(f"| {r['layout']} | {r['dtype']} | {r['protocol']} | {r['concurrency']} | {r['on']} | "
                          f"{r['off']} | {r['gain']} |")
+            L.append("")
+    loc = d.get("triton_local")
+    if loc:
+        L += ["### (b2) Eight tiles per request, and tensors through shared memory", "",
+              "The shipped layouts again, with 1 and 8 tiles per request (`methane-seg segment --batch-size 8` sends "
+              "8), over the socket and through system shared memory (perf_analyzer `--shared-memory system`: what "
+              "the client does when Triton runs on its host, client/shm.py). Each ratio is to in-process "
+              "onnxruntime at the same batch, measured before the configuration.", "",
+              "| config | protocol | tiles/request | tensors | in flight | tiles/s | × in-process | p50 ms | "
+              "server compute ms |", "|---|---|---|---|---|---|---|---|---|"]
+        for p in sorted(loc["points"], key=lambda p: (p["config"], p["protocol"], p["batch"], _transport(p),
+                                                      p["concurrency"])):
+            L.append(f"| {p['config']} | {p['protocol']} | {p['batch']} | {_transport(p)} | {p['concurrency']} | "
+                     f"{p['infer_per_s']:.1f} | {p['ratio_to_inprocess']:.2f} | {p['p50_ms']:.1f} | "
+                     f"{p['server_compute_ms']:.1f} |")
+        L.append("")
+        summary = [v for v in extra.get("triton_summary", {}).values() if v["ratio_at_4plus"] is not None
+                   and v["config"] in {p["config"] for p in loc["points"]}]
+        if summary:
+            L += ["Median ratio at >= 4 in flight:", "", "| config | protocol | tiles/request | tensors | median | lowest |",
+                  "|---|---|---|---|---|---|"]
+            for v in sorted(summary, key=lambda v: (v["config"], v["protocol"], v["batch"], v["transport"])):
+                L.append(f"| {v['config']} | {v['protocol']} | {v['batch']} | {v['transport']} | "
+                         f"{v['ratio_at_4plus']} | {v['min_ratio_at_4plus']} |")
             L.append("")
     pe = d.get("peer")
     if pe:
@@ -431,12 +476,15 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
               f"peak RSS {cl['peak_rss_mb']} MB ({cl['protocol']}, batch {cl['batch_size']}, {cl['concurrency']} in "
               "flight, Triton as shipped).", ""]
         if d.get("client_variants"):
-            L += ["The same scene served from modified copies of the repository (model_repository/ unchanged):", "",
-                  "| served as | model file | scene px | seconds | tiles/s | peak RSS MB |", "|---|---|---|---|---|---|",
-                  f"| shipped | {cl.get('onnx', 'model.onnx')} | {cl['size']} | {cl['seconds']} | {cl['tiles_per_s']} | {cl['peak_rss_mb']} |"]
+            L += ["The same scene served from modified copies of the repository (model_repository/ unchanged), or "
+                  "sent over the socket instead of shared memory:", "",
+                  "| served as | model file | tensors | scene px | seconds | tiles/s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| shipped | {cl.get('onnx', 'model.onnx')} | {cl.get('transport', 'socket')} | {cl['size']} | "
+                  f"{cl['seconds']} | {cl['tiles_per_s']} | {cl['peak_rss_mb']} |"]
             for v in d["client_variants"]:
-                L.append(f"| {v['variant']} | {v['onnx']} | {v['size']} | {v['seconds']} | {v['tiles_per_s']} | "
-                         f"{v['peak_rss_mb']} |")
+                L.append(f"| {v['variant']} | {v['onnx']} | {v.get('transport', 'socket')} | {v['size']} | "
+                         f"{v['seconds']} | {v['tiles_per_s']} | {v['peak_rss_mb']} |")
             L.append("")
     up = d.get("upload")
     if up:

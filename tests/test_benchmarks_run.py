@@ -100,15 +100,24 @@ def test_models_benchmark_runs(tmp_path):
 
 @pytest.mark.slow
 def test_triton_benchmark_runs(tmp_path):
-    """Real tritonserver on a modified copy of the repository, real perf_analyzer, one point each protocol."""
-    out = tmp_path / "triton.json"
+    """Real tritonserver on a modified copy of the repository, real perf_analyzer: each protocol, 1 and 2
+    tiles per request, over the socket and through system shared memory; then the report's (b2) table."""
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "triton-local.json"
     _run([ROOT / "perf" / "bench_triton.py", "--configs", "2x1-nobatch-float32", "--concurrency", "1",
-          "--protocols", "grpc,http", "--window-requests", "3", "--trials", "3", "--baseline-seconds", "0.1",
-          "--json", out])
+          "--protocols", "grpc,http", "--batch", "1,2", "--shared-memory", "none,system", "--window-requests", "3",
+          "--trials", "3", "--baseline-seconds", "0.1", "--json", out])
     figures = json.loads(out.read_text())
-    assert {p["protocol"] for p in figures["points"]} == {"grpc", "http"}
+    assert not figures["failed_points"]
+    assert {(p["protocol"], p["batch"], p["shared_memory"]) for p in figures["points"]} == {
+        (proto, b, sm) for proto in ("grpc", "http") for b in (1, 2) for sm in ("none", "system")}
     for p in figures["points"]:
         assert p["dtype"] == "float32" and p["infer_per_s"] > 0 and p["p50_ms"] > 0 and p["ratio_to_inprocess"] > 0
+    assert {b["batch"] for b in figures["baselines"]} == {1, 2}
+    _run([ROOT / "perf" / "report.py", "--work", work, "--out", tmp_path])
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "(b2) Eight tiles per request" in md and "| 2 | shm | 1 |" in md
 
 
 @pytest.mark.slow

@@ -33,7 +33,8 @@ __all__ = ["create_app", "settings_from_env", "UploadError"]
 
 def make_segmenter(config: dict, timeout: float | None = None, retries: int = 3) -> Segmenter:
     return Segmenter(config["TRITON_URL"], config["TRITON_PROTOCOL"], model_name=config["TRITON_MODEL"],
-                     timeout=config["TRITON_TIMEOUT"] if timeout is None else timeout, retries=retries)
+                     timeout=config["TRITON_TIMEOUT"] if timeout is None else timeout, retries=retries,
+                     shared_memory=config.get("TRITON_SHARED_MEMORY", "auto"))
 
 
 def create_app(config: dict | None = None) -> Flask:

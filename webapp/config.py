@@ -4,6 +4,8 @@
   TRITON_PROTOCOL     http | grpc (http)
   TRITON_MODEL        methane_seg
   TRITON_TIMEOUT      60 (seconds per request)
+  TRITON_SHARED_MEMORY auto | system | none (auto): tiles through system shared memory when
+                      Triton runs on this host (client/shm.py), else over the socket
   TRITON_METRICS_URL  Triton's Prometheus endpoint; when set, /metrics appends it (unset)
   MAX_UPLOAD_MB       512
   DATA_DIR            ./var: the SQLite database and the results' files live here
@@ -30,6 +32,13 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name}={value!r} is not a number") from None
 
 
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip() or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def settings_from_env() -> dict:
     env = os.environ.get
     data_dir = Path(env("DATA_DIR") or "var")
@@ -38,6 +47,7 @@ def settings_from_env() -> dict:
         "TRITON_PROTOCOL": env("TRITON_PROTOCOL", "http"),
         "TRITON_MODEL": env("TRITON_MODEL", "methane_seg"),
         "TRITON_TIMEOUT": float(env("TRITON_TIMEOUT") or "60"),
+        "TRITON_SHARED_MEMORY": _choice("TRITON_SHARED_MEMORY", ("auto", "system", "none")),
         "TRITON_METRICS_URL": env("TRITON_METRICS_URL") or None,
         "MAX_CONTENT_LENGTH": int(float(env("MAX_UPLOAD_MB") or "512") * 1024 * 1024),
         "DATA_DIR": str(data_dir),

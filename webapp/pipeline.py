@@ -58,7 +58,7 @@ class ProgressSegmenter(Segmenter):
     def __init__(self, base: Segmenter, on_tiles: Callable[[int], None]):
         super().__init__(base.url, base.protocol, model_name=base.model_name, model_version=base.model_version,
                          batch_size=base.batch_size, concurrency=base.concurrency, overlap=base.overlap,
-                         timeout=base.timeout, retries=base.retries)
+                         timeout=base.timeout, retries=base.retries, shared_memory=base.shared_memory)
         self.on_tiles = on_tiles
 
     def infer_tiles(self, tiles: np.ndarray) -> np.ndarray:

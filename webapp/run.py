@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"methane-seg: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 3
+    except ValueError as exc:  # a setting from the environment (webapp/config.py) that cannot be read
+        print(f"methane-seg: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         print("stopping Triton ...", flush=True)
         server.cleanup()
