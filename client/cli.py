@@ -49,7 +49,7 @@ def segment_parser() -> argparse.ArgumentParser:
                    help="Triton host:port (default localhost:8000 for http, localhost:8001 for grpc; env TRITON_URL)")
     p.add_argument("--protocol", choices=["http", "grpc"], default=os.environ.get("TRITON_PROTOCOL", "http"))
     p.add_argument("--model", default=os.environ.get("TRITON_MODEL", "methane_seg"), help="model name on the server")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per request (default 4)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per request (default 8)")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     p.add_argument("--shared-memory", choices=["auto", "system", "none"],
@@ -85,15 +85,16 @@ def segment_main(argv: list[str]) -> int:
 def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
     from client.contract import ContractError, validate_file_size
     from client.outputs import write_outputs
-    from client.plumes import find_plumes
     from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
         if os.path.isfile(scene):
             validate_file_size(scene, args.max_size_mb)
         result = segmenter.segment(scene, progress=sys.stderr.isatty())
-        plumes = find_plumes(result, wind_to_deg=args.wind_to, wind_ms=args.wind_speed)
-        paths = write_outputs(result, args.out, plumes=plumes)
+        try:
+            paths, plumes = write_outputs(result, args.out, wind_to_deg=args.wind_to, wind_ms=args.wind_speed)
+        finally:
+            result.scene.close()
     except ContractError as exc:
         return _fail(f"bad input: {exc}", EXIT_BAD_INPUT)
     except TritonUnavailable as exc:

@@ -15,7 +15,9 @@ Every entry point (CLI, web app, simulator, training) uses these names and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,26 @@ class Scene:
     name: str = "scene"
     path: Path | None = None
     order: list[int] | None = None  # file band index (0-based) of each of BANDS
+    # One open dataset per reading thread (rasterio datasets are not thread-safe), kept open so that
+    # GDAL's block cache serves the blocks that overlapping windows share; close() (or garbage
+    # collection) closes them.
+    _handles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        self._finalizer = weakref.finalize(self, _close_all, self._handles)
+
+    def close(self) -> None:
+        """Close the files this scene holds open (reading again reopens them)."""
+        _close_all(self._handles)
+
+    def _dataset(self):
+        import rasterio
+
+        key = threading.get_ident()
+        ds = self._handles.get(key)
+        if ds is None or ds.closed:
+            ds = self._handles[key] = rasterio.open(self.path)
+        return ds
 
     @property
     def height(self) -> int:
@@ -86,13 +108,17 @@ class Scene:
                 cc = np.linspace(0, w - 1, out_shape[1]).round().astype(int)
                 block = block[:, rr][:, :, cc]
             return block
-        import rasterio
         from rasterio.windows import Window
 
         order = self.order or list(range(len(BANDS)))
-        with rasterio.open(self.path) as ds:
-            return ds.read([order[i] + 1 for i in idx], window=Window(col, row, w, h),
-                           out_shape=None if out_shape is None else (len(idx),) + tuple(out_shape))
+        return self._dataset().read([order[i] + 1 for i in idx], window=Window(col, row, w, h),
+                                    out_shape=None if out_shape is None else (len(idx),) + tuple(out_shape))
+
+
+def _close_all(handles: dict) -> None:
+    for ds in list(handles.values()):
+        ds.close()
+    handles.clear()
 
 def _canonical_band_name(text: str | None) -> str | None:
     """'B02', 'b2', 'B2 (blue)' -> 'B2'; anything else -> None."""

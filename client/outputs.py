@@ -35,6 +35,8 @@ def output_profile(scene_profile: dict, dtype: str, nodata, resampling: str = "n
         "transform": scene_profile["transform"],
         "nodata": nodata,
         "compress": "deflate",
+        "level": 1,  # a 5490 x 5490 float map: 3x faster than level 6 for a few % more bytes
+        "num_threads": "ALL_CPUS",  # blocks compressed in parallel
         "predictor": 3 if dtype.startswith("float") else 2,
         "blocksize": 256,
         "overview_resampling": resampling,
@@ -143,8 +145,14 @@ def write_geojson(path: Path, result, plumes) -> None:
     path.write_text(json.dumps(plumes_geojson(plumes, properties), separators=(",", ":")))
 
 
-def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=None) -> dict[str, Path]:
-    """Write the probability and mask GeoTIFFs, the overlay PNG and the plumes' GeoJSON."""
+def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=None,
+                  wind_to_deg: float | None = None, wind_ms: float | None = None) -> tuple[dict[str, Path], list]:
+    """Write the probability and mask GeoTIFFs, the overlay PNG and the plumes' GeoJSON.
+
+    The rasters are written in worker threads (GDAL and PIL release the GIL) while the plumes are
+    traced in this one, unless `plumes` are given. Returns the paths and the plumes."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from client.plumes import find_plumes
 
     out_dir = Path(out_dir)
@@ -156,8 +164,12 @@ def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=N
         "overlay": out_dir / f"{stem}_overlay.png",
         "geojson": out_dir / f"{stem}_plumes.geojson",
     }
-    write_probability(paths["prob"], result)
-    write_mask(paths["mask"], result)
-    paths["overlay"].write_bytes(overlay_png(result))
-    write_geojson(paths["geojson"], result, find_plumes(result) if plumes is None else plumes)
-    return paths
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        jobs = [pool.submit(write_probability, paths["prob"], result), pool.submit(write_mask, paths["mask"], result),
+                pool.submit(lambda: paths["overlay"].write_bytes(overlay_png(result)))]
+        if plumes is None:
+            plumes = find_plumes(result, wind_to_deg=wind_to_deg, wind_ms=wind_ms)
+        for job in jobs:
+            job.result()
+    write_geojson(paths["geojson"], result, plumes)
+    return paths, plumes

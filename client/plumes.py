@@ -75,7 +75,8 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     from scipy import ndimage
 
     mask = mask.astype(bool)
-    grown = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=GAP_PX)
+    # GAP_PX dilations by a 3 x 3 square are one (2 GAP_PX + 1)-square maximum filter (separable: fast).
+    grown = ndimage.maximum_filter(mask.view(np.uint8), size=2 * GAP_PX + 1).view(bool)
     labels, n = ndimage.label(grown, structure=np.ones((3, 3), dtype=int))
     labels[~mask] = 0
     return labels, n

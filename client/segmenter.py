@@ -76,7 +76,7 @@ class Segmenter:
         protocol: str = "http",
         model_name: str = DEFAULT_MODEL,
         model_version: str = "",
-        batch_size: int = 4,
+        batch_size: int = 8,
         concurrency: int = 2,
         overlap: int = 32,
         timeout: float = 60.0,

@@ -119,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=4, help="perf_analyzer windows at most per point")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching's max queue delay")
     p.add_argument("--baseline-seconds", type=float, default=3.0)
+    p.add_argument("--server-args", default="", help="extra tritonserver flags, space-separated (e.g. "
+                   "--backend-config=python,shm-default-byte-size=16777216)")
     p.add_argument("--json")
     a = p.parse_args(argv)
 
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
                 repo = repository_variant(tmp / f"repo-{cfg['name']}", instances=inst, threads=threads,
                                           dynamic=cfg["dynamic"], dtype=cfg["dtype"],
                                           queue_delay_us=a.queue_delay_us, source=a.repository)
-                server = TritonServer(repo)
+                server = TritonServer(repo, extra_args=a.server_args.split())
                 try:
                     server.start()
                     grid = [(b, sm, proto, c) for b in batches for sm in transports for proto in protocols
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
            "failed_points": failed,
            "settings": {"window_requests": a.window_requests, "trials": a.trials, "queue_delay_us": a.queue_delay_us,
                         "concurrency": levels, "protocols": protocols, "batches": batches,
-                        "shared_memory": transports,
+                        "shared_memory": transports, "server_args": a.server_args,
                         "baseline_seconds": a.baseline_seconds}}
     print(json.dumps([{k: r[k] for k in ("config", "batch", "shared_memory", "protocol", "concurrency", "infer_per_s",
                                          "ratio_to_inprocess")}

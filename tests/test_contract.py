@@ -122,3 +122,35 @@ def test_truncated_tiff_is_a_contract_error(contract_scene, tmp_path):
     with pytest.raises(ContractError):
         scene = open_scene(cut)
         scene.read()  # the header may survive; the pixels do not
+
+
+def test_windowed_scene_keeps_one_handle_per_thread_and_closes_them(contract_scene):
+    """open_scene reads window by window through one open dataset per reading thread (GDAL's block
+    cache then serves the blocks overlapping windows share); close() closes them, reading reopens."""
+    import gc
+    import os
+    import threading
+
+    from client.contract import open_scene
+
+    path = contract_scene()
+    whole = read_scene(path).data
+
+    def open_fds() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == str(path))
+
+    scene = open_scene(path)
+    np.testing.assert_array_equal(scene.read((3, 5, 40, 50)), whole[:, 3:43, 5:55])
+    np.testing.assert_array_equal(scene.read((10, 7, 20, 30), bands=("B11", "B12")), whole[4:, 10:30, 7:37])
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(scene.read((0, 0, 8, 8))))
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(seen[0], whole[:, :8, :8])
+    assert len(scene._handles) == 2 and open_fds() >= 1
+    scene.close()
+    assert scene._handles == {} and open_fds() == 0
+    np.testing.assert_array_equal(scene.read((0, 0, 4, 4)), whole[:, :4, :4])  # reopens
+    del scene
+    gc.collect()
+    assert open_fds() == 0  # garbage collection closes what close() was not called for

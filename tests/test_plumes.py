@@ -70,7 +70,7 @@ def test_no_plume_no_records():
 
 def test_geojson_is_rfc7946(tmp_path):
     result = synthetic_result()
-    paths = write_outputs(result, tmp_path)
+    paths, _ = write_outputs(result, tmp_path)
     doc = json.loads(paths["geojson"].read_text())
     assert doc["type"] == "FeatureCollection"
     kinds = [f["properties"]["kind"] for f in doc["features"]]
@@ -91,7 +91,7 @@ def test_rasters_are_cloud_optimized_on_the_input_grid(tmp_path):
     import rasterio
 
     result = synthetic_result()
-    paths = write_outputs(result, tmp_path)
+    paths, _ = write_outputs(result, tmp_path)
     for key, dtype in (("prob", "float32"), ("mask", "uint8")):
         with rasterio.open(paths[key]) as ds:
             assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

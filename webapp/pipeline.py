@@ -125,15 +125,18 @@ def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
                 im.save(files["preview_rgb"], format="PNG")
 
         # The GeoTIFFs and the previews are written while the plumes are traced.
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            jobs = [pool.submit(write_probability, files["prob"], seg), pool.submit(write_mask, files["mask"], seg),
-                    pool.submit(overlays),
-                    pool.submit(lambda: files["preview_swir"].write_bytes(overlay_png(seg, "swir", preview_size)))]
-            t2 = time.perf_counter()
-            plumes = find_plumes(seg)
-            timings["plumes_s"] = round(time.perf_counter() - t2, 4)
-            for job in jobs:
-                job.result()
+        try:
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                jobs = [pool.submit(write_probability, files["prob"], seg),
+                        pool.submit(write_mask, files["mask"], seg), pool.submit(overlays),
+                        pool.submit(lambda: files["preview_swir"].write_bytes(overlay_png(seg, "swir", preview_size)))]
+                t2 = time.perf_counter()
+                plumes = find_plumes(seg)
+                timings["plumes_s"] = round(time.perf_counter() - t2, 4)
+                for job in jobs:
+                    job.result()
+        finally:
+            seg.scene.close()  # the upload's open file handles (one per reading thread)
         write_geojson(files["geojson"], seg, plumes)
         timings["outputs_s"] = round(time.perf_counter() - t1, 4)
         timings["total_s"] = round(time.perf_counter() - t0 + upload.seconds, 4)
