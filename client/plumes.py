@@ -6,8 +6,11 @@ the leak is) is the upwind end of the plume: with a wind direction given,
 the end that lies furthest upwind; without one, the end of the plume's long
 axis where the methane signal (the drop of B12 against B11, relative to the
 scene's background) is strongest, since the column is highest near the source
-and dilutes downwind. Coordinates come from the scene's transform and CRS;
-geometries are returned in WGS84 lon/lat (RFC 7946).
+and dilutes downwind. The segmentation's mask tends to begin a few pixels
+downwind of the source, where the plume is one pixel wide: from the mask's
+upwind tip the source is followed further upwind along the methane signal
+(`walk_upwind`) while it stays above the local noise. Coordinates come from the
+scene's transform and CRS; geometries are returned in WGS84 lon/lat (RFC 7946).
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ def methane_signal(block: np.ndarray, background: float) -> np.ndarray:
 BORDER_PX = 4  # an end of a plume this close to the scene's edge may be cut off by it
 SMOOTH_PX = 0.7  # Gaussian sigma of the signal smoothing that locates a plume's peak
 GAP_PX = 6  # plume pieces closer than this (turbulent, patchy plumes) are one plume
+WALK_PX = 20  # furthest the source is followed upwind of the mask's tip
+WALK_SIGMAS = 3.0  # ... while the signal near the path stays this many noise sigmas above the background
+WALK_GAP = 1  # steps below that level that may be crossed
+TIP_RADIUS_PX = 10  # the mask pixels within this distance of the tip give the plume's local direction
 
 
 def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -128,7 +135,43 @@ def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
     row = float(np.average(rows[tip], weights=w))
     col = float(np.average(cols[tip], weights=w))
     length = float((proj.max() - proj.min() + 1.0) * pixel_size)
-    return row, col, length
+    if wind_to_deg is not None:
+        upwind = -axis[::-1]  # (row, col)
+    else:  # the plume's own direction near the tip: from the pixels behind it to the tip
+        near = np.hypot(rows - row, cols - col) <= TIP_RADIUS_PX
+        upwind = np.array([row - rows[near].mean(), col - cols[near].mean()])
+        norm = float(np.hypot(*upwind))
+        upwind = upwind / norm if norm > 1e-6 else None
+    return row, col, length, upwind
+
+
+def walk_upwind(signal: np.ndarray, start: tuple[float, float], upwind, noise: float) -> tuple[float, float]:
+    """Follow a plume from its mask's tip upwind along the methane signal.
+
+    signal: the relative B12/B11 drop around the plume (unsmoothed: near the source the plume is
+    about a pixel wide); start: the tip in that array's (row, col); upwind: unit (row, col) vector.
+    Steps one pixel at a time; where the strongest pixel of the 3 x 3 around the path lies
+    WALK_SIGMAS x noise above the background, the source moves there; WALK_GAP weaker steps in a row
+    end the walk.
+    """
+    if upwind is None or not noise > 0:
+        return start
+    h, w = signal.shape
+    best, misses = start, 0
+    for k in range(1, WALK_PX + 1):
+        r = int(round(start[0] + k * upwind[0]))
+        c = int(round(start[1] + k * upwind[1]))
+        if not (1 <= r < h - 1 and 1 <= c < w - 1):
+            break
+        window = signal[r - 1:r + 2, c - 1:c + 2]
+        if float(window.max()) >= WALK_SIGMAS * noise:
+            i, j = np.unravel_index(int(np.argmax(window)), window.shape)
+            best, misses = (float(r - 1 + i), float(c - 1 + j)), 0
+        else:
+            misses += 1
+            if misses > WALK_GAP:
+                break
+    return best
 
 
 def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
@@ -160,21 +203,31 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     plumes = []
     from scipy import ndimage
 
+    h, w = labels.shape
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        r0, c0 = box[0].start, box[1].start
         rows, cols = np.nonzero(labels[box] == k)
         if rows.size < min_pixels:  # also skips labels whose grown area held no plume pixel
             continue
-        block = scene.read((r0, c0, box[0].stop - r0, box[1].stop - c0), bands=("B11", "B12"))
+        # The plume's box and WALK_PX around it (the source may lie upwind of the mask).
+        r0, c0 = max(0, box[0].start - WALK_PX - 1), max(0, box[1].start - WALK_PX - 1)
+        r1, c1 = min(h, box[0].stop + WALK_PX + 1), min(w, box[1].stop + WALK_PX + 1)
+        rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
+        raw = methane_signal(scene.read((r0, c0, r1 - r0, c1 - c0), bands=("B11", "B12")), background)
         # Smoothed over about a plume's width, so that the peak is the plume's, not a noisy pixel's.
-        signal = ndimage.gaussian_filter(methane_signal(block, background), SMOOTH_PX)[rows, cols]
+        signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
+        outside = ~mask[r0:r1, c0:c1] & scene.valid[r0:r1, c0:c1]
+        noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
         emission = None
         if wind_ms is not None:
             emission = _emission(scene, mask, labels == k, box, pixel_size, wind_ms)
+        tip_row, tip_col, length, upwind = _source_end(rows + r0, cols + c0, signal, pixel_size, wind_to_deg,
+                                                       labels.shape)
+        src_row, src_col = walk_upwind(raw - float(np.median(raw[outside])) if noise else raw,
+                                       (tip_row - r0, tip_col - c0), upwind, noise)
+        src_row, src_col = src_row + r0, src_col + c0
         rows, cols = rows + r0, cols + c0
-        src_row, src_col, length = _source_end(rows, cols, signal, pixel_size, wind_to_deg, labels.shape)
         x, y = transform @ (src_col + 0.5, src_row + 0.5)
         lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])
         polys = shapes.get(k, [])
@@ -193,6 +246,11 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     for i, pl in enumerate(plumes, start=1):
         pl.id = i
     return plumes
+
+
+def _mad(values: np.ndarray) -> float:
+    """Robust standard deviation (1.4826 x the median absolute deviation)."""
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 RING_PX = 8  # width of the plume-free ring around a plume that gives its local background

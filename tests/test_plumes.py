@@ -151,3 +151,25 @@ def test_sources_of_true_plumes_are_found_within_two_pixels():
     errors = np.array(errors)
     assert len(errors) >= 15
     assert np.mean(errors <= 2.0) >= 0.65, errors
+
+
+def test_source_is_followed_upwind_of_a_mask_that_starts_downwind():
+    """A segmentation that misses the plume's first pixels (thin near the source): the source is
+    followed upwind along the methane signal, above the scene's noise, and stops where it ends."""
+    rng = np.random.default_rng(5)
+    h, w = 96, 128
+    crs, transform = utm()
+    data = rng.normal(2000, 6, (6, h, w)).astype(np.uint16)  # 0.3 % noise
+    src = (48, 20)
+    mask = np.zeros((h, w), np.uint8)
+    for d in range(70):  # plume east of the source; B12 down by 10 % near it, 3 % at the far end
+        half = d // 15
+        data[BANDS.index("B12"), src[0] - half:src[0] + half + 1, src[1] + d] = int(2000 * (1 - 0.1 + d * 0.001))
+        if d >= 8:  # the mask begins 8 px downwind
+            mask[src[0] - half:src[0] + half + 1, src[1] + d] = 1
+    scene = Scene(data=data, profile={"crs": crs, "transform": transform, "height": h, "width": w},
+                  valid=np.ones((h, w), bool), name="thin")
+    plume, = find_plumes(SegmentationResult(scene, mask.astype(np.float32), mask, 0.5, "m", "1"))
+    assert abs(plume.source_row - src[0]) <= 1 and abs(plume.source_col - src[1]) <= 1, (plume.source_row,
+                                                                                             plume.source_col)
+    assert plume.length_m == pytest.approx(62 * 20, rel=0.05)  # the plume's size is the mask's

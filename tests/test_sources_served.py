@@ -1,0 +1,65 @@
+"""Leak coordinates through the real server: `methane-seg segment` on simulated scenes with strong
+plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
+
+Measured with the committed model on these 40 scenes (30 000 kg/h): 30 plumes found; 43 % of their
+sources within 2 pixels, median 3.6 px (without the upwind walk of client/plumes.py: 30 % and
+4.9 px). The misses lie downwind along the plume, where the model's mask begins. The issue asks for
+every source within 2 pixels; the model does not reach that yet (README, "Leak coordinates"), so the test holds
+the figures a little below what was measured: a worse model or a broken source step fails it.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform as warp_transform
+
+from client.cli import main
+from client.contract import write_scene
+
+pytestmark = pytest.mark.slow
+
+SEEDS = range(3_100_000, 3_100_040)
+Q_KG_H = 30_000.0
+
+
+@pytest.fixture(scope="module")
+def strong_plumes(tmp_path_factory):
+    from training.simulate import simulate_scene
+
+    folder = tmp_path_factory.mktemp("sources")
+    truth = {}
+    for seed in SEEDS:
+        sim = simulate_scene(seed=seed, size=256, n_sources=1, q_kg_h=Q_KG_H, clouds=False)
+        path = folder / f"s{seed}.tif"
+        write_scene(path, sim.data, sim.crs, sim.transform)
+        truth[path] = sim.meta["sources"][0]
+    return truth
+
+
+def source_points(geojson: dict) -> list[tuple[float, float]]:
+    return [tuple(f["geometry"]["coordinates"]) for f in geojson["features"] if f["properties"]["kind"] == "source"]
+
+
+def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_path):
+    out = tmp_path / "out"
+    assert main(["segment", *map(str, strong_plumes), "--out", str(out), "--url", triton.grpc_url,
+                 "--protocol", "grpc"]) == 0
+    errors = []
+    for path, src in strong_plumes.items():
+        doc = json.loads((out / f"{path.stem}_plumes.geojson").read_text())
+        points = source_points(doc)
+        if not points:
+            continue  # not detected: detection is scored elsewhere (docs/report)
+        with rasterio.open(path) as ds:
+            xs, ys = warp_transform("EPSG:4326", ds.crs, [p[0] for p in points], [p[1] for p in points])
+            pixels = [~ds.transform * (x, y) for x, y in zip(xs, ys)]  # (col, row) of pixel edges
+        # The nearest source point to the true source (a scene may hold a stray second plume).
+        errors.append(min(np.hypot(col - 0.5 - src["col"], row - 0.5 - src["row"]) for col, row in pixels))
+    errors = np.array(errors)
+    print(f"{len(errors)}/{len(strong_plumes)} plumes found; source within 2 px: {np.mean(errors <= 2):.2f}, "
+          f"median {np.median(errors):.2f} px")
+    assert len(errors) >= 24
+    assert np.mean(errors <= 2.0) >= 0.35, errors
+    assert np.median(errors) <= 5.0, errors
