@@ -191,6 +191,12 @@ class TritonServer:
                 proc.wait(timeout=5)
             except ProcessLookupError:
                 pass
+        # A server that crashed or was killed leaves its Python-backend stubs running (each polls,
+        # using CPU, for ever): end whatever is left of its process group.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process = None
 
     def cleanup(self) -> None:

@@ -54,3 +54,30 @@ def test_serve_starts_both_and_ctrl_c_stops_both(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+def test_stop_ends_the_python_stubs_of_a_server_that_was_killed():
+    """SIGKILL reaches tritonserver only; its Python-backend stubs would poll on for ever. stop() ends
+    what is left of the server's process group."""
+    from client.server import TritonServer
+
+    server = TritonServer(MODEL_REPOSITORY).start()
+    pgid = server.process.pid
+
+    def group() -> list[int]:
+        out = subprocess.run(["ps", "-o", "pid=", "-g", str(pgid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    try:
+        assert len(group()) >= 2  # the server and at least one stub
+        os.kill(pgid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        time.sleep(0.5)
+        assert group(), "the stubs outlive their server"
+    finally:
+        server.cleanup()
+    deadline = time.monotonic() + 5
+    while group() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group() == []
