@@ -11,9 +11,9 @@ client/server.py, and perf_analyzer (the tritonclient 2.51 wheel's binary) measu
 protocol at each concurrency, sending a real simulated tile: `--batch 1` (one tile per request) and
 `--batch 8` (8 tiles per request, as perf/bench_client.py's client sends them), over the socket and,
 with `--shared-memory none,system`, through system shared memory as the client does when Triton runs
-on its host (client/shm.py). Before each configuration, with no server running, in-process
-onnxruntime is measured at the same batch in both layouts: the Triton figures are divided by the
-baseline measured next to them (machines drift by +-10 %).
+on its host (client/shm.py). Before and after each configuration, with no server running, in-process
+onnxruntime is measured at the same batch in both layouts: the Triton figures are divided by the mean
+of the two (machines drift by +-10 %; the (b) grid of perf/RESULTS.md predates the second one).
 """
 
 from __future__ import annotations
@@ -195,8 +195,21 @@ def main(argv=None) -> int:
                                 f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
                 finally:
                     server.cleanup()
-                for base in bases.values():
-                    results.append({"baseline": {"config": cfg["name"], **base}})
+                # In-process again after the configuration: each ratio is to the mean of the two, so that
+                # the machine's drift during the configuration's minutes weighs on both sides.
+                after = {b: baseline(onnx, tile, a.baseline_seconds, b) for b in batches}
+                for r in results:
+                    if r.get("config") == cfg["name"] and "baseline" not in r:
+                        b = r["batch"]
+                        mean = (bases[b]["best_tiles_per_s"] + after[b]["best_tiles_per_s"]) / 2
+                        r.update(baseline_tiles_per_s=round(mean, 2),
+                                 baseline_before_after=[bases[b]["best_tiles_per_s"], after[b]["best_tiles_per_s"]],
+                                 ratio_to_inprocess=round(r["infer_per_s"] / mean, 3))
+                for b in batches:
+                    log(f"[{i}/{len(configs)}] {cfg['name']}: in-process after, batch {b}: "
+                        f"{after[b]['best_tiles_per_s']} tiles/s (before {bases[b]['best_tiles_per_s']})")
+                    results.append({"baseline": {"config": cfg["name"], **bases[b], "when": "before"}})
+                    results.append({"baseline": {"config": cfg["name"], **after[b], "when": "after"}})
     finally:
         pa.cleanup()
     points = [r for r in results if "baseline" not in r]

@@ -426,7 +426,8 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
               "The shipped layouts again, with 1 and 8 tiles per request (`methane-seg segment --batch-size 8` sends "
               "8), over the socket and through system shared memory (perf_analyzer `--shared-memory system`: what "
               "the client does when Triton runs on its host, client/shm.py). Each ratio is to in-process "
-              "onnxruntime at the same batch, measured before the configuration.", "",
+              "onnxruntime at the same batch, the mean of its runs just before and just after the configuration.",
+              "",
               "| config | protocol | tiles/request | tensors | in flight | tiles/s | × in-process | p50 ms | "
               "server compute ms |", "|---|---|---|---|---|---|---|---|---|"]
         for p in sorted(loc["points"], key=lambda p: (p["config"], p["protocol"], p["batch"], _transport(p),
