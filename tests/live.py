@@ -129,6 +129,12 @@ class Locust:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def finish_after_created(self, n: int, timeout: float, what: str = "uploads served after the restart") -> int:
+        """Wait until n more uploads than now have been answered 201, then finish."""
+        seen = len(self.answers())
+        wait_until(lambda: sum(a["status"] == 201 for a in self.answers()[seen:]) >= n, timeout, what=what)
+        return self.finish(timeout=120)
+
     def answers(self) -> list[dict]:
         if not self.log.exists():
             return []

@@ -131,9 +131,7 @@ def test_triton_killed_under_load_gives_503_then_recovers_without_restarting_the
         assert first_ok is not None, app.log_tail()
         recovery = first_ok - restarted
         # Load goes on against the same web app process, now answered again.
-        seen = len(loc.answers())
-        wait_until(lambda: statuses(loc.answers()[seen:])[201] >= 3, 60, what="uploads served after the restart")
-        loc.finish(timeout=120)
+        loc.finish_after_created(3, 60)
     finally:
         if loc is not None:
             loc.stop()
@@ -169,9 +167,7 @@ def test_webapp_killed_while_writing_a_result_leaves_no_half_result(triton, tmp_
         left = writing()
         rows_at_kill = check_store(sqlite_url(app), app.data_dir)
         app.start()  # the same port, data folder and database
-        seen = len(loc.answers())
-        wait_until(lambda: statuses(loc.answers()[seen:])[201] >= 3, 90, what="uploads served after the restart")
-        loc.finish(timeout=120)
+        loc.finish_after_created(3, 90)
     finally:
         if loc is not None:
             loc.stop()
@@ -255,9 +251,7 @@ def test_database_down_gives_503_and_loses_no_upload(triton, own_postgres, tmp_p
             r = app.post(f"retry_{n}.tif", body, timeout=60)
             assert r.status_code in (200, 201), r.text[:300]
             retried[n] = r.json()["id"]
-        seen = len(loc.answers())
-        wait_until(lambda: statuses(loc.answers()[seen:])[201] >= 3, 60, what="uploads served after the restart")
-        loc.finish(timeout=120)
+        loc.finish_after_created(3, 60)
     finally:
         if loc is not None:
             loc.stop()
