@@ -124,3 +124,29 @@ def test_setting_is_read_from_the_environment_and_checked(monkeypatch, tmp_path)
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "TRITON_SHARED_MEMORY must be auto, system or none" in done.stderr
+
+
+def test_a_killed_client_leaves_no_region_in_dev_shm(triton, tmp_path):
+    """A client SIGKILLed with its regions registered: Python's resource tracker unlinks them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = f"""
+import os, signal, tritonclient.grpc as g
+from client import shm
+pair = shm.TilePair(g.InferenceServerClient({triton.grpc_url!r}), 2, 256, "uint16")
+print(pair.inp.name, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    name = done.stdout.split()[0]
+    assert name.startswith("methane_seg_")
+    deadline = time.monotonic() + 10
+    while Path("/dev/shm", name).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path("/dev/shm", name).exists()
+    assert not list(Path("/dev/shm").glob(name.rsplit("_", 2)[0] + "_*"))
