@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def segment_parser() -> argparse.ArgumentParser:
+    from client.shm import MODES as SHM_MODES
+
     p = argparse.ArgumentParser(
         prog="methane-seg segment",
         description="Segment methane plumes in a Sentinel-2 L1C GeoTIFF (bands B2 B3 B4 B8 B11 B12, "
@@ -52,7 +54,7 @@ def segment_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="tiles per request (default 8)")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    p.add_argument("--shared-memory", choices=["auto", "system", "none"],
+    p.add_argument("--shared-memory", choices=SHM_MODES,
                    default=os.environ.get("TRITON_SHARED_MEMORY", "auto"),
                    help="tiles through system shared memory: auto (when Triton is on this host and accepts it), "
                         "system (required), none (always the socket); env TRITON_SHARED_MEMORY")
@@ -67,9 +69,11 @@ def segment_parser() -> argparse.ArgumentParser:
 def segment_main(argv: list[str]) -> int:
     args = segment_parser().parse_args(argv)
     from client.segmenter import Segmenter
+    from client.shm import MODES as SHM_MODES
 
-    if args.shared_memory not in ("auto", "system", "none"):  # from TRITON_SHARED_MEMORY
-        return _fail(f"TRITON_SHARED_MEMORY must be auto, system or none, not {args.shared_memory!r}", EXIT_BAD_INPUT)
+    if args.shared_memory not in SHM_MODES:  # from TRITON_SHARED_MEMORY
+        return _fail(f"TRITON_SHARED_MEMORY must be {', '.join(SHM_MODES[:-1])} or {SHM_MODES[-1]}, "
+                     f"not {args.shared_memory!r}", EXIT_BAD_INPUT)
 
     segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
                           concurrency=args.concurrency, timeout=args.timeout, shared_memory=args.shared_memory)

@@ -278,7 +278,7 @@ def _emission(scene, mask, plume, box, pixel_size, wind_ms) -> dict:
         return None
     background = float(np.median(ratio[ring]))
     ring_drop = 1.0 - ratio[ring] / background
-    noise = float(column_from_ratio_drop(1.4826 * np.median(np.abs(ring_drop - np.median(ring_drop)))))
+    noise = float(column_from_ratio_drop(_mad(ring_drop)))
     omega = column_from_ratio_drop(1.0 - ratio[here] / background)
     return emission_rate(omega, pixel_size ** 2, wind_ms, omega_noise=noise).as_dict()
 

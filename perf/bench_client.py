@@ -27,6 +27,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "perf"))
+from client.shm import MODES, is_local  # noqa: E402
+from common import served_onnx  # noqa: E402
 
 
 def make_scene(path: Path, size: int) -> None:
@@ -37,15 +41,6 @@ def make_scene(path: Path, size: int) -> None:
     reps = -(-size // 512)
     data = np.tile(sim.data, (1, reps, reps))[:, :size, :size]
     write_scene(path, np.ascontiguousarray(data), sim.crs, sim.transform)
-
-
-def served_onnx_name() -> str:
-    """The ONNX file model_repository/'s CPU instances serve (config.pbtxt's onnx_file)."""
-    import re as _re
-
-    config = (ROOT / "model_repository" / "methane_seg" / "config.pbtxt").read_text()
-    m = _re.search(r'key: "onnx_file" value: \{ string_value: "([^"]+)" \}', config)
-    return m.group(1) if m else "model.onnx"
 
 
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
@@ -64,12 +59,6 @@ def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, conc
             "peak_rss_mb": round(rss_mb, 1)}
 
 
-def _local(url: str) -> bool:
-    from client.shm import is_local
-
-    return is_local(url)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=5490)
@@ -79,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--variant", help="LAYOUT-(dyn|nobatch), e.g. 2x1-nobatch: serve a modified copy of the repository")
     p.add_argument("--onnx", help="serve this ONNX file instead of the repository's (e.g. the INT8 model)")
-    p.add_argument("--shared-memory", choices=["auto", "system", "none"], default="auto",
+    p.add_argument("--shared-memory", choices=MODES, default="auto",
                    help="the client's --shared-memory (default auto: shared memory beside a local server)")
     p.add_argument("--json")
     a = p.parse_args(argv)
@@ -93,7 +82,6 @@ def main(argv=None) -> int:
 
             repo = ROOT / "model_repository"
             if a.variant or a.onnx:
-                sys.path.insert(0, str(ROOT / "perf"))
                 from common import repository_variant
 
                 layout, mode = (a.variant or "1x2-dyn").split("-")
@@ -111,7 +99,8 @@ def main(argv=None) -> int:
     figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
                    variant=a.variant or ("shipped" if a.shared_memory != "none" else "shipped, socket"),
                    shared_memory=a.shared_memory,
-                   transport="socket" if a.shared_memory == "none" or (a.url and not _local(a.url)) else "shm", onnx=Path(a.onnx).name if a.onnx else served_onnx_name(),
+                   transport="socket" if a.shared_memory == "none" or (a.url and not is_local(a.url)) else "shm",
+                   onnx=Path(a.onnx).name if a.onnx else served_onnx(ROOT / "model_repository").name,
                    target_seconds=20, target_rss_mb=2048)
     print(json.dumps(figures))
     if a.json:

@@ -168,31 +168,31 @@ def main(argv=None) -> int:
                     grid = [(b, sm, proto, c) for b in batches for sm in transports for proto in protocols
                             for c in levels]
                     for b, sm, proto, c in grid:
-                            base = bases[b]
-                            url = server.grpc_url if proto == "grpc" else server.http_url
-                            where = f"{proto} b={b} {'shm' if sm == 'system' else 'socket'} c={c}"
-                            try:
-                                r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
-                                                      a.trials, tmp, batch=b, shared_memory=sm,
-                                                      output_bytes=4 * tile_size * tile_size * b)
-                            except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one point, not the run
-                                failed.append({"config": cfg["name"], "protocol": proto, "concurrency": c,
-                                               "batch": b, "shared_memory": sm, "error": str(exc)[-600:]})
-                                log(f"    {where}: FAILED ({str(exc)[-200:]})")
-                                continue
-                            r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
-                                     dtype=cfg["dtype"], protocol=proto, batch=b, shared_memory=sm,
-                                     baseline_tiles_per_s=base["best_tiles_per_s"],
-                                     baseline_p50_ms=base["best_p50_ms"],
-                                     ratio_to_inprocess=round(r["infer_per_s"] / base["best_tiles_per_s"], 3),
-                                     # one request at a time: against the best in-process latency, and against
-                                     # in-process with the instance's own thread count
-                                     latency_over_inprocess_ms=round(r["p50_ms"] - base["best_p50_ms"], 2),
-                                     latency_over_same_threads_ms=round(
-                                         r["p50_ms"] - base[f"1x{threads}"]["p50_ms"], 2))
-                            results.append(r)
-                            log(f"    {where}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
-                                f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
+                        base = bases[b]
+                        url = server.grpc_url if proto == "grpc" else server.http_url
+                        where = f"{proto} b={b} {'shm' if sm == 'system' else 'socket'} c={c}"
+                        try:
+                            r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
+                                                  a.trials, tmp, batch=b, shared_memory=sm,
+                                                  output_bytes=4 * tile_size * tile_size * b)
+                        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one point, not the run
+                            failed.append({"config": cfg["name"], "protocol": proto, "concurrency": c,
+                                           "batch": b, "shared_memory": sm, "error": str(exc)[-600:]})
+                            log(f"    {where}: FAILED ({str(exc)[-200:]})")
+                            continue
+                        r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
+                                 dtype=cfg["dtype"], protocol=proto, batch=b, shared_memory=sm,
+                                 baseline_tiles_per_s=base["best_tiles_per_s"],
+                                 baseline_p50_ms=base["best_p50_ms"],
+                                 ratio_to_inprocess=round(r["infer_per_s"] / base["best_tiles_per_s"], 3),
+                                 # one request at a time: against the best in-process latency, and against
+                                 # in-process with the instance's own thread count
+                                 latency_over_inprocess_ms=round(r["p50_ms"] - base["best_p50_ms"], 2),
+                                 latency_over_same_threads_ms=round(
+                                     r["p50_ms"] - base[f"1x{threads}"]["p50_ms"], 2))
+                        results.append(r)
+                        log(f"    {where}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
+                            f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
                 finally:
                     server.cleanup()
                 # In-process again after the configuration: each ratio is to the mean of the two, so that

@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from client.shm import MODES
+
 
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
@@ -47,7 +49,7 @@ def settings_from_env() -> dict:
         "TRITON_PROTOCOL": env("TRITON_PROTOCOL", "http"),
         "TRITON_MODEL": env("TRITON_MODEL", "methane_seg"),
         "TRITON_TIMEOUT": float(env("TRITON_TIMEOUT") or "60"),
-        "TRITON_SHARED_MEMORY": _choice("TRITON_SHARED_MEMORY", ("auto", "system", "none")),
+        "TRITON_SHARED_MEMORY": _choice("TRITON_SHARED_MEMORY", MODES),
         "TRITON_METRICS_URL": env("TRITON_METRICS_URL") or None,
         "MAX_CONTENT_LENGTH": int(float(env("MAX_UPLOAD_MB") or "512") * 1024 * 1024),
         "DATA_DIR": str(data_dir),
