@@ -4,13 +4,16 @@ Each group of plume pixels (8-connected, pieces within GAP_PX pixels joined,
 since turbulent plumes are patchy) becomes one plume. Its source (where
 the leak is) is the upwind end of the plume: with a wind direction given,
 the end that lies furthest upwind; without one, the end of the plume's long
-axis where the methane signal (the drop of B12 against B11, relative to the
-scene's background) is strongest, since the column is highest near the source
-and dilutes downwind. The segmentation's mask tends to begin a few pixels
-downwind of the source, where the plume is one pixel wide: from the mask's
-upwind tip the source is followed further upwind along the methane signal
-(`walk_upwind`) while it stays above the local noise. Coordinates come from the
-scene's transform and CRS; geometries are returned in WGS84 lon/lat (RFC 7946).
+axis where the methane signal is strongest, since the column is highest near
+the source and dilutes downwind. The methane signal is B12's drop below the B12
+that the other five bands predict for the surface around the plume
+(`regression_signal`, a multi-band regression fitted on the plume-free pixels
+nearby): fields, soils and the pads that leaks come from change B12/B11 but drop
+out of it. The segmentation's mask tends to begin a few pixels downwind of the
+source, where the plume is one pixel wide: from the mask's upwind tip the source
+is followed further upwind along the signal's ridge (`walk_upwind`) while it
+stays above the local noise. Coordinates come from the scene's transform and
+CRS; geometries are returned in WGS84 lon/lat (RFC 7946).
 """
 
 from __future__ import annotations
@@ -53,27 +56,43 @@ def swir_ratio(block: np.ndarray) -> np.ndarray:
     return np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
 
 
-def background_ratio(scene, max_size: int = 1024) -> float:
-    """The scene's median B12/B11 over valid pixels, from a decimated read."""
-    from client.outputs import decimate, preview_shape
+def regression_signal(block: np.ndarray, fit: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """Relative drop of B12 against B12 predicted from the other five bands (positive where methane absorbs).
 
-    shape = preview_shape(scene.height, scene.width, max_size)
-    ratio = swir_ratio(scene.read(bands=("B11", "B12"), out_shape=shape))
-    valid = decimate(scene.valid, shape)
-    return float(np.median(ratio[valid])) if valid.any() else 1.0
+    block: (6, h, w) reflectance in BANDS order; fit: (h, w) bool, the pixels the prediction is
+    fitted on (valid and plume-free). B12 = a . (B2, B3, B4, B8, B11, 1) is fitted by least squares,
+    reweighted (Huber) so that leftover methane and odd pixels pull little: the surface's own
+    spectrum is predicted, so fields, soils and pads that change B12/B11 drop out and what is left
+    is methane's absorption (and noise). With fewer than MIN_FIT_PX fitting pixels: the drop of
+    B12/B11 against its median over them.
+    """
+    x = block.astype(np.float64)
+    b12 = x[5]
+    design = np.concatenate([x[:5], np.ones_like(b12)[None]]).reshape(6, -1).T
+    idx = np.flatnonzero(fit)
+    if idx.size < MIN_FIT_PX:
+        ratio = swir_ratio(block[4:6])
+        background = float(np.median(ratio[fit])) if idx.size else 1.0
+        return (1.0 - ratio / max(background, 1e-6)).astype(np.float32)
+    a, y = design[idx], b12.ravel()[idx]
+    weight = np.ones_like(y)
+    for _ in range(iterations):
+        coef = np.linalg.lstsq(a * weight[:, None], y * weight, rcond=None)[0]
+        resid = y - a @ coef
+        scale = 1.4826 * np.median(np.abs(resid)) + 1e-9
+        weight = 1.0 / np.maximum(1.0, np.abs(resid) / (2.0 * scale))
+    pred = (design @ coef).reshape(b12.shape)
+    return np.divide(pred - b12, pred, out=np.zeros_like(b12), where=pred > 0).astype(np.float32)
 
 
-def methane_signal(block: np.ndarray, background: float) -> np.ndarray:
-    """Relative drop of B12/B11 against the background ratio (positive where methane absorbs)."""
-    return 1.0 - swir_ratio(block) / max(background, 1e-6)
-
-
+MIN_FIT_PX = 60  # fewest plume-free pixels that the B12 prediction is fitted on
 BORDER_PX = 4  # an end of a plume this close to the scene's edge may be cut off by it
 SMOOTH_PX = 0.7  # Gaussian sigma of the signal smoothing that locates a plume's peak
 GAP_PX = 6  # plume pieces closer than this (turbulent, patchy plumes) are one plume
 WALK_PX = 20  # furthest the source is followed upwind of the mask's tip
-WALK_SIGMAS = 3.0  # ... while the signal near the path stays this many noise sigmas above the background
-WALK_GAP = 1  # steps below that level that may be crossed
+WALK_SIGMAS = 3.0  # ... while the signal on the ridge stays this many noise sigmas above the background
+WALK_GAP = 0  # steps below that level that may be crossed
+WALK_COS = 0.6  # a step's direction keeps at least this cosine with the upwind direction
 TIP_RADIUS_PX = 10  # the mask pixels within this distance of the tip give the plume's local direction
 
 
@@ -146,27 +165,29 @@ def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
 
 
 def walk_upwind(signal: np.ndarray, start: tuple[float, float], upwind, noise: float) -> tuple[float, float]:
-    """Follow a plume from its mask's tip upwind along the methane signal.
+    """Follow a plume from its mask's tip upwind along the ridge of the methane signal.
 
-    signal: the relative B12/B11 drop around the plume (unsmoothed: near the source the plume is
-    about a pixel wide); start: the tip in that array's (row, col); upwind: unit (row, col) vector.
-    Steps one pixel at a time; where the strongest pixel of the 3 x 3 around the path lies
-    WALK_SIGMAS x noise above the background, the source moves there; WALK_GAP weaker steps in a row
-    end the walk.
+    signal: the methane signal around the plume, its background at 0 (unsmoothed: near the source
+    the plume is about a pixel wide); start: the tip in that array's (row, col); upwind: unit
+    (row, col) vector; noise: the signal's noise sigma. Each step goes to the strongest of the
+    neighbouring pixels that lie upwind (within WALK_COS of the direction), so the path bends with a
+    meandering plume; the source moves along while that pixel is WALK_SIGMAS x noise above the
+    background, and WALK_GAP + 1 weaker steps in a row end the walk (at most WALK_PX steps).
     """
     if upwind is None or not noise > 0:
         return start
     h, w = signal.shape
+    moves = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+             if (dr or dc) and dr * upwind[0] + dc * upwind[1] > WALK_COS * math.hypot(dr, dc)]
+    row, col = int(round(start[0])), int(round(start[1]))
     best, misses = start, 0
-    for k in range(1, WALK_PX + 1):
-        r = int(round(start[0] + k * upwind[0]))
-        c = int(round(start[1] + k * upwind[1]))
-        if not (1 <= r < h - 1 and 1 <= c < w - 1):
+    for _ in range(WALK_PX):
+        steps = [(row + dr, col + dc) for dr, dc in moves if 0 <= row + dr < h and 0 <= col + dc < w]
+        if not steps:
             break
-        window = signal[r - 1:r + 2, c - 1:c + 2]
-        if float(window.max()) >= WALK_SIGMAS * noise:
-            i, j = np.unravel_index(int(np.argmax(window)), window.shape)
-            best, misses = (float(r - 1 + i), float(c - 1 + j)), 0
+        row, col = max(steps, key=lambda rc: signal[rc])
+        if signal[row, col] >= WALK_SIGMAS * noise:
+            best, misses = (float(row), float(col)), 0
         else:
             misses += 1
             if misses > WALK_GAP:
@@ -194,7 +215,6 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     labels, n = _label(mask)
     transform = scene.transform
     pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
-    background = background_ratio(scene)
     prob = result.probability
     shapes = {}
     for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
@@ -214,10 +234,12 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         r0, c0 = max(0, box[0].start - WALK_PX - 1), max(0, box[1].start - WALK_PX - 1)
         r1, c1 = min(h, box[0].stop + WALK_PX + 1), min(w, box[1].stop + WALK_PX + 1)
         rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
-        raw = methane_signal(scene.read((r0, c0, r1 - r0, c1 - c0), bands=("B11", "B12")), background)
+        valid = scene.valid[r0:r1, c0:c1]
+        outside = ~mask[r0:r1, c0:c1] & valid
+        raw = regression_signal(scene.read((r0, c0, r1 - r0, c1 - c0)), outside)
+        raw[~valid] = 0.0  # the walk does not follow nodata
         # Smoothed over about a plume's width, so that the peak is the plume's, not a noisy pixel's.
         signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
-        outside = ~mask[r0:r1, c0:c1] & scene.valid[r0:r1, c0:c1]
         noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
         emission = None
         if wind_ms is not None:

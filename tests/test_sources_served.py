@@ -1,11 +1,13 @@
 """Leak coordinates through the real server: `methane-seg segment` on simulated scenes with strong
 plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
 
-Measured with the committed model on these 40 scenes (30 000 kg/h): 30 plumes found; 43 % of their
-sources within 2 pixels, median 3.6 px (without the upwind walk of client/plumes.py: 30 % and
-4.9 px). The misses lie downwind along the plume, where the model's mask begins. The issue asks for
-every source within 2 pixels; the model does not reach that yet (README, "Leak coordinates"), so the test holds
-the figures a little below what was measured: a worse model or a broken source step fails it.
+Measured with the committed model on these 40 scenes (30 000 kg/h): 30 plumes found; 70 % of their
+sources within 2 pixels, median 0.71 px (with the B12/B11 drop instead of the multi-band regression
+signal of client/plumes.py: 43 % and 3.6 px). Most misses are plumes whose served mask begins 5 to
+30 pixels downwind of the source, or whose brighter far end is taken for the source. The issue asks
+for every source within 2 pixels; the model does not reach that (README, "Plumes, leak sources"),
+so the test holds the figures a little below what was measured: a worse model or a broken source
+step fails it.
 """
 
 import json
@@ -61,5 +63,5 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
     print(f"{len(errors)}/{len(strong_plumes)} plumes found; source within 2 px: {np.mean(errors <= 2):.2f}, "
           f"median {np.median(errors):.2f} px")
     assert len(errors) >= 24
-    assert np.mean(errors <= 2.0) >= 0.35, errors
-    assert np.median(errors) <= 5.0, errors
+    assert np.mean(errors <= 2.0) >= 0.6, errors
+    assert np.median(errors) <= 1.5, errors
