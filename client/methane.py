@@ -8,6 +8,9 @@ simulator (training/plume.py) uses the same figures.
 Retrieval (multi-band single-pass, Varon et al. 2021): the surface changes B11
 and B12 alike while methane darkens B12 far more, so the B12/B11 ratio against
 its plume-free background is T12(ω)/T11(ω); inverting that gives ω per pixel.
+The plume records (client/plumes.py) predict B12 from all five other bands
+instead, and `column_from_b12_drop` inverts B12's drop below that prediction,
+allowing for the share of it that the (methane-darkened) B11 carries.
 
 Emission rate by the integrated mass enhancement (IME) method:
     Q = U_eff · IME / L,  IME = Σ ω · A_pixel · M_CH4 over the plume,  L = √(plume area),
@@ -53,6 +56,27 @@ def column_from_ratio_drop(drop, amf: float = AMF_REF) -> np.ndarray:
     # ratio falls monotonically with ω; np.interp needs increasing x.
     omega = np.interp(1.0 - np.abs(drop), ratio[::-1], _OMEGA_GRID[::-1], left=_OMEGA_GRID[-1], right=0.0)
     return np.sign(drop) * omega
+
+
+def column_from_b12_drop(drop, b11_share, amf: float = AMF_REF) -> np.ndarray:
+    """ω (mol/m²) from B12's drop below a prediction that leans on the observed B11.
+
+    drop: 1 − B12 / B12_predicted; b11_share: the part of that prediction carried by the
+    observed B11 (its coefficient × B11, over the prediction). Methane lowers B11 too, so the
+    prediction is itself low by that share: B12 = T12(ω) · P · (1 − s + s / T11(ω)) with P the
+    prediction, s the share. Solved per pixel by bisection; s = 1 is the B12/B11 ratio
+    (`column_from_ratio_drop`), s = 0 B12 alone. A negative drop gives the mirrored negative ω.
+    """
+    drop = np.asarray(drop, dtype=np.float64)
+    share = np.broadcast_to(np.asarray(b11_share, dtype=np.float64), drop.shape)
+    target = 1.0 - np.minimum(np.abs(drop), 0.999)
+    lo, hi = np.zeros_like(drop), np.full_like(drop, _OMEGA_GRID[-1])
+    for _ in range(40):  # relative change of B12 falls monotonically with ω (for s < 1 / d11)
+        mid = 0.5 * (lo + hi)
+        t11 = transmittance(mid, "B11", amf)
+        low = transmittance(mid, "B12", amf) * (1.0 - share + share / t11) < target
+        hi, lo = np.where(low, mid, hi), np.where(low, lo, mid)
+    return np.sign(drop) * 0.5 * (lo + hi)
 
 
 @dataclass

@@ -56,24 +56,26 @@ def swir_ratio(block: np.ndarray) -> np.ndarray:
     return np.divide(b12, b11, out=np.ones_like(b12), where=b11 > 0)
 
 
-def regression_signal(block: np.ndarray, fit: np.ndarray, iterations: int = 3) -> np.ndarray:
-    """Relative drop of B12 against B12 predicted from the other five bands (positive where methane absorbs).
+def regression_signal(block: np.ndarray, fit: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Relative drop of B12 below B12 predicted from the other five bands (positive where methane
+    absorbs), and the share of that prediction that the observed B11 carries.
 
     block: (6, h, w) reflectance in BANDS order; fit: (h, w) bool, the pixels the prediction is
     fitted on (valid and plume-free). B12 = a . (B2, B3, B4, B8, B11, 1) is fitted by least squares,
     reweighted (Huber) so that leftover methane and odd pixels pull little: the surface's own
     spectrum is predicted, so fields, soils and pads that change B12/B11 drop out and what is left
-    is methane's absorption (and noise). With fewer than MIN_FIT_PX fitting pixels: the drop of
-    B12/B11 against its median over them.
+    is methane's absorption (and noise). The B11 share lets the column be retrieved exactly
+    (`client.methane.column_from_b12_drop`), since methane lowers B11 a little too. With fewer
+    than MIN_FIT_PX fitting pixels: the drop of B12/B11 against its median over them (share 1).
     """
     x = block.astype(np.float64)
     b12 = x[5]
-    design = np.concatenate([x[:5], np.ones_like(b12)[None]]).reshape(6, -1).T
     idx = np.flatnonzero(fit)
     if idx.size < MIN_FIT_PX:
         ratio = swir_ratio(block[4:6])
         background = float(np.median(ratio[fit])) if idx.size else 1.0
-        return (1.0 - ratio / max(background, 1e-6)).astype(np.float32)
+        return (1.0 - ratio / max(background, 1e-6)).astype(np.float32), np.ones_like(b12, dtype=np.float32)
+    design = np.concatenate([x[:5], np.ones_like(b12)[None]]).reshape(6, -1).T
     a, y = design[idx], b12.ravel()[idx]
     weight = np.ones_like(y)
     for _ in range(iterations):
@@ -82,7 +84,10 @@ def regression_signal(block: np.ndarray, fit: np.ndarray, iterations: int = 3) -
         scale = 1.4826 * np.median(np.abs(resid)) + 1e-9
         weight = 1.0 / np.maximum(1.0, np.abs(resid) / (2.0 * scale))
     pred = (design @ coef).reshape(b12.shape)
-    return np.divide(pred - b12, pred, out=np.zeros_like(b12), where=pred > 0).astype(np.float32)
+    ok = pred > 0
+    signal = np.divide(pred - b12, pred, out=np.zeros_like(b12), where=ok)
+    share = np.divide(coef[4] * x[4], pred, out=np.zeros_like(b12), where=ok)
+    return signal.astype(np.float32), share.astype(np.float32)
 
 
 MIN_FIT_PX = 60  # fewest plume-free pixels that the B12 prediction is fitted on
@@ -202,8 +207,6 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     wind_to_deg: the direction the wind blows to (clockwise from north), if known.
     wind_ms: the 10 m wind speed, if known: adds an IME emission-rate estimate.
     """
-    from client.methane import column_from_ratio_drop, emission_rate
-
     from rasterio import features
     from rasterio.warp import transform as warp_transform
     from rasterio.warp import transform_geom
@@ -236,14 +239,14 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
         valid = scene.valid[r0:r1, c0:c1]
         outside = ~mask[r0:r1, c0:c1] & valid
-        raw = regression_signal(scene.read((r0, c0, r1 - r0, c1 - c0)), outside)
+        raw, b11_share = regression_signal(scene.read((r0, c0, r1 - r0, c1 - c0)), outside)
         raw[~valid] = 0.0  # the walk does not follow nodata
         # Smoothed over about a plume's width, so that the peak is the plume's, not a noisy pixel's.
         signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
         noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
         emission = None
         if wind_ms is not None:
-            emission = _emission(scene, mask, labels == k, box, pixel_size, wind_ms)
+            emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms)
         tip_row, tip_col, length, upwind = _source_end(rows + r0, cols + c0, signal, pixel_size, wind_to_deg,
                                                        labels.shape)
         src_row, src_col = walk_upwind(raw - float(np.median(raw[outside])) if noise else raw,
@@ -278,30 +281,23 @@ def _mad(values: np.ndarray) -> float:
 RING_PX = 8  # width of the plume-free ring around a plume that gives its local background
 
 
-def _emission(scene, mask, plume, box, pixel_size, wind_ms) -> dict:
-    """IME emission rate of one plume, its column retrieved against a local background.
+def _emission(signal, b11_share, plume, outside, pixel_size, wind_ms) -> dict | None:
+    """IME emission rate of one plume from its methane signal (the multi-band regression's).
 
-    The background B12/B11 ratio and its noise come from a ring of plume-free
-    pixels around the plume (RING_PX wide), so that the surface around the
-    source, not the scene's average, is what the plume is compared with.
+    signal, b11_share: `regression_signal`'s over a block; plume, outside: the plume's pixels and
+    the plume-free valid pixels there. The background level and its noise come from a ring of plume-free pixels around the
+    plume (RING_PX wide), so that the surface around the source is what the plume is compared with.
     """
     from scipy import ndimage
 
-    from client.methane import column_from_ratio_drop, emission_rate
+    from client.methane import column_from_b12_drop, emission_rate
 
-    h, w = mask.shape
-    r0, r1 = max(0, box[0].start - RING_PX), min(h, box[0].stop + RING_PX)
-    c0, c1 = max(0, box[1].start - RING_PX), min(w, box[1].stop + RING_PX)
-    here = plume[r0:r1, c0:c1]
-    ring = ndimage.binary_dilation(here, np.ones((3, 3), bool), iterations=RING_PX)
-    ring &= ~mask[r0:r1, c0:c1].astype(bool) & scene.valid[r0:r1, c0:c1]
-    ratio = swir_ratio(scene.read((r0, c0, r1 - r0, c1 - c0), bands=("B11", "B12")))
+    ring = ndimage.binary_dilation(plume, np.ones((3, 3), bool), iterations=RING_PX) & outside
     if ring.sum() < 10:
         return None
-    background = float(np.median(ratio[ring]))
-    ring_drop = 1.0 - ratio[ring] / background
-    noise = float(column_from_ratio_drop(_mad(ring_drop)))
-    omega = column_from_ratio_drop(1.0 - ratio[here] / background)
+    background = float(np.median(signal[ring]))
+    noise = float(column_from_b12_drop(_mad(signal[ring]), float(np.median(b11_share[ring]))))
+    omega = column_from_b12_drop(signal[plume] - background, b11_share[plume])
     return emission_rate(omega, pixel_size ** 2, wind_ms, omega_noise=noise).as_dict()
 
 
