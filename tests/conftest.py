@@ -67,6 +67,21 @@ def random_scene(shape=(6, 128, 160), seed=0) -> np.ndarray:
     return (rng.random(shape) * 3000 + 300).astype(np.uint16)
 
 
+def mixed_surface(rng, h, w) -> np.ndarray:
+    """(6, h, w) reflectance x 10000 of three surfaces mixed in smooth random proportions, a square
+    pad of a fourth (bright caliche-like: high B12/B11) and 0.3 % sensor noise."""
+    from scipy import ndimage
+
+    spectra = np.array([[0.08, 0.10, 0.12, 0.25, 0.30, 0.22],  # soil
+                        [0.04, 0.07, 0.05, 0.40, 0.22, 0.11],  # vegetation
+                        [0.15, 0.18, 0.22, 0.28, 0.36, 0.33]])  # bright sand
+    weights = ndimage.gaussian_filter(rng.random((3, h, w)), (0, 3, 3))
+    weights /= weights.sum(axis=0)
+    refl = np.einsum("kb,khw->bhw", spectra, weights)
+    refl[:, 40:47, 17:24] = np.array([0.30, 0.33, 0.36, 0.40, 0.42, 0.45])[:, None, None]  # the pad
+    return refl * 10000 * (1 + rng.normal(0, 0.003, refl.shape))
+
+
 def raw_geotiff(path: Path, data: np.ndarray, crs="utm", transform="utm", descriptions=None, **extra) -> Path:
     """Write a raw GeoTIFF with any band count, dtype, CRS or transform ("utm": the default grid)."""
     import warnings

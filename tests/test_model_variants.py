@@ -33,6 +33,34 @@ def test_feature_sets_shape_and_ratio(feature_set):
     assert logits.shape == (2, 1, 64, 64)
 
 
+def test_regression_drop_sees_methane_not_the_surface():
+    """The in-graph multi-band regression: a pad whose B12/B11 differs from the land around leaves
+    no drop, a 5 % B12 drop stays 5 %, and nodata pixels neither count nor get a drop."""
+    from tests.conftest import mixed_surface
+    from training.model import regression_drop
+
+    data = mixed_surface(np.random.default_rng(3), 96, 128)
+    data[5, 60:64, 60:100] *= 0.95  # methane
+    data[:, :, 120:] = 0  # nodata
+    drop = regression_drop(torch.from_numpy(data.astype(np.float32) / 10000)[None])[0, 0].numpy()
+    assert abs(float(np.median(drop[40:47, 17:24]))) < 0.005
+    assert float(np.median(drop[60:64, 60:100])) == pytest.approx(0.05, abs=0.005)
+    assert float(np.std(drop[:58, 30:110])) < 0.006
+    assert np.all(drop[:, 120:] == 0)
+
+
+def test_regress_features_export_to_onnx_with_parity(tmp_path):
+    """The regression's unrolled 6 x 6 solve exports to ONNX and matches PyTorch on a simulated scene."""
+    from export.onnx_export import check_parity, export_onnx
+    from training.simulate import simulate_scene
+
+    torch.manual_seed(0)
+    model = PlumeNet(ARCH, feature_set="regress").eval()
+    path = export_onnx(model, tmp_path / "model.onnx", tile=128)
+    scene = simulate_scene(seed=11, size=128, n_sources=1, q_kg_h=20_000.0).data
+    assert check_parity(model, path, [scene]) <= 1e-4
+
+
 def test_unknown_feature_set_is_refused():
     with pytest.raises(ValueError, match="unknown feature set"):
         features(torch.zeros(1, 6, 8, 8), "rgb")

@@ -10,7 +10,7 @@ from client.contract import BANDS, Scene
 from client.outputs import write_outputs
 from client.plumes import find_plumes, plumes_geojson
 from client.segmenter import SegmentationResult
-from tests.conftest import utm
+from tests.conftest import mixed_surface, utm
 
 
 def synthetic_result(source=(40, 30), length=60, wind_to_deg=90.0):
@@ -174,21 +174,6 @@ def test_source_is_followed_upwind_of_a_mask_that_starts_downwind():
     assert abs(plume.source_row - src[0]) <= 1 and abs(plume.source_col - src[1]) <= 1, (plume.source_row,
                                                                                              plume.source_col)
     assert plume.length_m == pytest.approx(62 * 20, rel=0.05)  # the plume's size is the mask's
-
-
-def mixed_surface(rng, h, w):
-    """(6, h, w) reflectance x 10000 of three surfaces mixed in smooth random proportions, a square
-    pad of a fourth (bright caliche-like: high B12/B11) and 0.3 % sensor noise."""
-    from scipy import ndimage
-
-    spectra = np.array([[0.08, 0.10, 0.12, 0.25, 0.30, 0.22],  # soil
-                        [0.04, 0.07, 0.05, 0.40, 0.22, 0.11],  # vegetation
-                        [0.15, 0.18, 0.22, 0.28, 0.36, 0.33]])  # bright sand
-    weights = ndimage.gaussian_filter(rng.random((3, h, w)), (0, 3, 3))
-    weights /= weights.sum(axis=0)
-    refl = np.einsum("kb,khw->bhw", spectra, weights)
-    refl[:, 40:47, 17:24] = np.array([0.30, 0.33, 0.36, 0.40, 0.42, 0.45])[:, None, None]  # the pad
-    return refl * 10000 * (1 + rng.normal(0, 0.003, refl.shape))
 
 
 def test_regression_signal_removes_the_surface_and_keeps_the_methane():

@@ -22,10 +22,13 @@ SMOOTH_SIGMAS = (1.5, 4.0)  # pixels: the anomaly averaged over about a plume's 
 #   bands       the six reflectances only (the network must find the ratio itself)
 #   ratio       bands, log(B12/B11), its local anomaly and that anomaly smoothed at SMOOTH_SIGMAS
 #   ratio_ndvi  ratio + NDVI from B4/B8 (vegetation, which drives the SWIR ratio's texture)
+#   regress     ratio + B12's drop below B12 predicted from the other five bands over the tile
+#               (`regression_drop`), and that drop smoothed at SMOOTH_SIGMAS
 FEATURE_SETS = {
     "bands": len(BANDS),
     "ratio": len(BANDS) + 2 + len(SMOOTH_SIGMAS),
     "ratio_ndvi": len(BANDS) + 3 + len(SMOOTH_SIGMAS),
+    "regress": len(BANDS) + 3 + 2 * len(SMOOTH_SIGMAS),
 }
 DEFAULT_FEATURES = "ratio"
 N_IN = FEATURE_SETS[DEFAULT_FEATURES]
@@ -71,7 +74,57 @@ def features(x: torch.Tensor, feature_set: str = DEFAULT_FEATURES) -> torch.Tens
     extra = []
     if feature_set == "ratio_ndvi":
         extra.append((x[:, I8:I8 + 1] - x[:, I4:I4 + 1]) / (x[:, I8:I8 + 1] + x[:, I4:I4 + 1] + RATIO_EPS))
+    if feature_set == "regress":
+        drop = regression_drop(x)
+        extra += [drop, *(gaussian_blur(drop, s) for s in SMOOTH_SIGMAS)]
     return torch.cat([x, lr, anomaly, *smoothed, *extra], dim=1)
+
+
+REGRESSION_ITERATIONS = 2  # Huber reweightings after the first least-squares fit
+REGRESSION_RIDGE = 1e-3  # on standardised predictors: keeps the 6 x 6 system well posed
+
+
+def regression_drop(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6, H, W) reflectance -> (N, 1, H, W) relative drop of B12 below B12 predicted from B2, B3,
+    B4, B8 and B11 by a linear fit over each image (Huber-reweighted, nodata left out), clipped to
+    +-ANOMALY_CLIP. The surface's own spectrum is predicted, so soils, vegetation and pads that
+    change B12/B11 drop out; methane does not. The same signal as client/plumes.py's
+    `regression_signal`, here in plain tensor ops (a 6 x 6 Gauss-Jordan solve) so that it exports
+    to ONNX."""
+    n, _, h, w = x.shape
+    valid = (x[:, I11] > 0).float().reshape(n, 1, h * w)
+    pred_in = x[:, :I12].reshape(n, I12, h * w)  # B2, B3, B4, B8, B11
+    y = x[:, I12].reshape(n, 1, h * w)
+    weight = valid
+    for _ in range(REGRESSION_ITERATIONS + 1):
+        total = weight.sum(-1, keepdim=True).clamp_min(1.0)
+        mean = (pred_in * weight).sum(-1, keepdim=True) / total
+        centred = pred_in - mean
+        std = ((centred ** 2 * weight).sum(-1, keepdim=True) / total).sqrt().clamp_min(1e-4)
+        a = torch.cat([centred / std, torch.ones_like(y)], dim=1)  # (n, 6, P)
+        aw = a * weight
+        gram = aw @ a.transpose(1, 2) / total + REGRESSION_RIDGE * torch.eye(6, dtype=x.dtype)
+        rhs = (aw * y).sum(-1, keepdim=True) / total
+        coef = _solve(gram, rhs)  # (n, 6, 1)
+        pred = (coef * a).sum(1, keepdim=True)
+        resid = (y - pred) * valid
+        scale = 1.25 * resid.abs().sum(-1, keepdim=True) / total + 1e-5  # mean |r| -> sigma
+        weight = valid / torch.clamp(resid.abs() / (2.0 * scale), min=1.0)
+    drop = (pred - y) / pred.clamp_min(RATIO_EPS) * valid
+    return torch.clamp(drop, -ANOMALY_CLIP, ANOMALY_CLIP).reshape(n, 1, h, w)
+
+
+def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve (n, k, k) @ out = (n, k, 1) for a symmetric positive-definite system by Gauss-Jordan
+    elimination without pivoting, unrolled (k is small and fixed)."""
+    k = gram.shape[-1]
+    m = torch.cat([gram, rhs], dim=-1)
+    for i in range(k):
+        row = m[:, i:i + 1, :] / m[:, i:i + 1, i:i + 1]
+        unit = torch.zeros(1, k, 1, dtype=m.dtype)
+        unit[0, i, 0] = 1.0
+        m = m - (m[:, :, i:i + 1] - unit) * row
+    return m[:, :, k:]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
