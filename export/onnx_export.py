@@ -25,6 +25,22 @@ OUTPUT_NAME = "probability"
 OPSET = 17
 TILE_SIZE = 256
 PARITY_TOL = 1e-4
+# The "regress" features fit a least-squares B12 prediction over each tile's 65 536 pixels in
+# float32: summation order alone moves the probabilities by up to 9e-4 (PyTorch float32 against the
+# same feature in float64, on the parity scenes; onnxruntime lies closer to float64 than PyTorch).
+PARITY_TOL_BY_FEATURES = {"regress": 2e-3}
+
+
+def parity_tolerance(feature_set: str) -> float:
+    return PARITY_TOL_BY_FEATURES.get(feature_set, PARITY_TOL)
+
+
+FEATURE_NAMES = {  # metadata's words for training.model.FEATURE_SETS
+    "bands": "the six bands",
+    "ratio": "log(B12/B11) channels",
+    "ratio_ndvi": "log(B12/B11) and NDVI channels",
+    "regress": "log(B12/B11) and multi-band regression channels",
+}
 
 
 class ExportError(RuntimeError):
@@ -182,7 +198,10 @@ def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP
 def build_metadata(ck: dict, parity: float) -> dict:
     from training.simulate import SIMULATOR_VERSION
 
+    from training.model import DEFAULT_FEATURES
+
     arch = ck["arch"]
+    features = ck.get("features", DEFAULT_FEATURES)
     vm = {k: v for k, v in ck.get("val_metrics", {}).items()}
     return {
         "name": "methane_seg",
@@ -194,7 +213,9 @@ def build_metadata(ck: dict, parity: float) -> dict:
         "tile_size": TILE_SIZE,
         "threshold": float(ck.get("threshold", 0.5)),
         "architecture": f"{arch['arch']}(encoder_depth={arch.get('encoder_depth')}, "
-                        f"decoder_channels={list(arch.get('decoder_channels', []))}) + log(B12/B11) channel",
+                        f"decoder_channels={list(arch.get('decoder_channels', []))}) + "
+                        f"{FEATURE_NAMES.get(features, features)}",
+        "features": features,
         "encoder": arch["encoder_name"],
         "simulator_version": SIMULATOR_VERSION,
         "trained_scenes": int(ck.get("trained_scenes", 0)),
@@ -214,15 +235,27 @@ def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, writ
     """
     from training.model import load_checkpoint
 
+    import shutil
+    import tempfile
+
     model, ck = load_checkpoint(checkpoint)
     repo_dir = Path(repo_dir)
     onnx_path = repo_dir / "methane_seg" / "1" / "model.onnx"
-    fp16_path = onnx_path.with_name("model_fp16.onnx") if fp16 else None
-    export_onnx(model, onnx_path, fp16_path=fp16_path)
-    parity = check_parity(model, onnx_path, parity_scenes() if scenes is None else scenes)
-    meta = build_metadata(ck, parity)
-    if fp16_path is not None:
-        meta["fp16"] = {"file": fp16_path.name, **fp16_parity(model, fp16_path, meta["threshold"], fp16_scenes)}
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    # Written and checked in a scratch folder beside, moved into place only when the checks hold:
+    # a failed export leaves the repository as it was.
+    with tempfile.TemporaryDirectory(dir=onnx_path.parent, prefix=".export-") as tmp:
+        tmp_onnx = Path(tmp) / onnx_path.name
+        tmp_fp16 = Path(tmp) / "model_fp16.onnx" if fp16 else None
+        export_onnx(model, tmp_onnx, fp16_path=tmp_fp16)
+        parity = check_parity(model, tmp_onnx, parity_scenes() if scenes is None else scenes,
+                              tol=parity_tolerance(model.feature_set))
+        meta = build_metadata(ck, parity)
+        if tmp_fp16 is not None:
+            meta["fp16"] = {"file": tmp_fp16.name, **fp16_parity(model, tmp_fp16, meta["threshold"], fp16_scenes)}
+        for f in (tmp_onnx, tmp_fp16):
+            if f is not None:
+                shutil.move(str(f), onnx_path.parent / f.name)
     if write_repository:
         try:
             from export.repository import write_model_repository

@@ -79,6 +79,27 @@ def test_parity_failure_fails_loudly(tmp_path):
         check_parity(model, onnx_path, [np.full((6, 64, 64), 2500, np.uint16)])
 
 
+def test_failed_export_leaves_the_repository_as_it_was(tmp_path, monkeypatch):
+    """The graphs are written and checked beside the repository: a failed check changes nothing."""
+    import torch
+
+    from export import onnx_export
+    from training.model import PlumeNet
+
+    arch = {"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [8, 8, 8]}
+    model = PlumeNet(arch).eval()
+    torch.save({"arch": arch, "norm_mean": model.mean.flatten().tolist(), "norm_std": model.std.flatten().tolist(),
+                "features": "ratio", "model": model.state_dict(), "threshold": 0.5}, tmp_path / "ck.pt")
+    version = tmp_path / "repo" / "methane_seg" / "1"
+    version.mkdir(parents=True)
+    (version / "model.onnx").write_bytes(b"the served model")
+    monkeypatch.setattr(onnx_export, "parity_tolerance", lambda feature_set: -1.0)  # any difference fails
+    with pytest.raises(onnx_export.ExportError, match="parity failed"):
+        onnx_export.export_checkpoint(tmp_path / "ck.pt", tmp_path / "repo", scenes=[np.full((6, 64, 64), 2500, np.uint16)])
+    assert [p.name for p in version.iterdir()] == ["model.onnx"]
+    assert (version / "model.onnx").read_bytes() == b"the served model"
+
+
 def test_tensorrt_without_gpu_is_a_clear_message(tmp_path, capsys):
     from client.cli import main
     from export.tensorrt_plan import tensorrt_available
