@@ -285,8 +285,9 @@ def _emission(signal, b11_share, plume, outside, pixel_size, wind_ms) -> dict | 
     """IME emission rate of one plume from its methane signal (the multi-band regression's).
 
     signal, b11_share: `regression_signal`'s over a block; plume, outside: the plume's pixels and
-    the plume-free valid pixels there. The background level and its noise come from a ring of plume-free pixels around the
-    plume (RING_PX wide), so that the surface around the source is what the plume is compared with.
+    the plume-free valid pixels there. The background level and its noise come from a ring of
+    plume-free pixels around the plume (RING_PX wide), so that the surface around the source is what
+    the plume is compared with.
     """
     from scipy import ndimage
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +70,6 @@ def fp32_nodes(m: onnx.ModelProto) -> list[str]:
 
 def trace_float_onnx(model: torch.nn.Module, tile: int = TILE_SIZE) -> onnx.ModelProto:
     """Trace `model` (raw reflectance -> logits) with the sigmoid folded in; float32 input."""
-    import tempfile
-
     from training.model import ProbabilityModel
 
     wrapped = ProbabilityModel(model.cpu().eval()).eval()
@@ -196,9 +196,8 @@ def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP
 
 
 def build_metadata(ck: dict, parity: float) -> dict:
-    from training.simulate import SIMULATOR_VERSION
-
     from training.model import DEFAULT_FEATURES
+    from training.simulate import SIMULATOR_VERSION
 
     arch = ck["arch"]
     features = ck.get("features", DEFAULT_FEATURES)
@@ -234,9 +233,6 @@ def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, writ
     Returns the metadata (which carries both parity reports).
     """
     from training.model import load_checkpoint
-
-    import shutil
-    import tempfile
 
     model, ck = load_checkpoint(checkpoint)
     repo_dir = Path(repo_dir)
