@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from client.contract import BANDS
 
@@ -62,10 +62,59 @@ def _to_uint16_input(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 DOC = "methane plume probability; input B2,B3,B4,B8,B11,B12 uint16 reflectance x 10000, NCHW"
-def fp32_nodes(m: onnx.ModelProto) -> list[str]:
-    """Nodes of the feature extraction: everything up to the U-Net's first layer (names under /model/ but
-    not /model/net/), kept FP32 together with their constant weights (the blur kernels)."""
-    return [n.name for n in m.graph.node if n.name.startswith("/model/") and not n.name.startswith("/model/net/")]
+NET_PREFIX = "/model/net/"  # the U-Net's nodes; everything else is the feature extraction and the sigmoid
+FLOAT_ONLY_INPUTS = {"Resize": (1, 2)}  # inputs that ONNX requires in float32 (roi, scales)
+
+
+def unet_to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
+    """The U-Net in float16, everything else in float32, on a copy of a simplified FP32 graph.
+
+    The U-Net's float initializers and constants become float16; a Cast to float16 is put on each
+    float tensor that enters the U-Net from the feature extraction and a Cast back to float32 on
+    each one that leaves it. (onnxconverter-common's converter, used before, typed the feature path
+    of the regression features float16 whatever it was told to keep in float32.)
+    """
+    inferred = onnx.shape_inference.infer_shapes(m)
+    floats = {v.name for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    floats |= {i.name for i in m.graph.initializer if i.data_type == TensorProto.FLOAT}
+    half = onnx.ModelProto()
+    half.CopyFrom(m)
+    g = half.graph
+    net = {n.name for n in g.node if n.name.startswith(NET_PREFIX)}
+    producer = {o: n.name for n in g.node for o in n.output}
+    users: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            users.setdefault(i, []).append((n, k))
+
+    def only_net_math(name):  # consumed by U-Net nodes only, never as a float32-only input
+        uses = users.get(name, [])
+        return bool(uses) and all(u.name in net and k not in FLOAT_ONLY_INPUTS.get(u.op_type, ()) for u, k in uses)
+
+    for init in g.initializer:
+        if init.data_type == TensorProto.FLOAT and only_net_math(init.name):
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    for n in g.node:
+        if n.name in net and n.op_type == "Constant" and only_net_math(n.output[0]):
+            for attr in n.attribute:
+                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
+    nodes = []
+    for n in g.node:
+        inside = n.name in net
+        for k, i in enumerate(n.input):
+            crosses = (producer.get(i) in net) != inside if i in producer else False
+            if crosses and i in floats and k not in FLOAT_ONLY_INPUTS.get(n.op_type, ()):
+                suffix, to = ("_fp16", TensorProto.FLOAT16) if inside else ("_fp32", TensorProto.FLOAT)
+                if not any(c.output[0] == i + suffix for c in nodes):
+                    nodes.append(helper.make_node("Cast", [i], [i + suffix], to=to, name=i + suffix + "_cast"))
+                n.input[k] = i + suffix
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    return half
 
 
 def trace_float_onnx(model: torch.nn.Module, tile: int = TILE_SIZE) -> onnx.ModelProto:
@@ -116,10 +165,7 @@ def export_onnx(model: torch.nn.Module, onnx_path: str | Path, tile: int = TILE_
     traced = trace_float_onnx(model, tile)
     finish(simplify(traced), Path(onnx_path))
     if fp16_path is not None:
-        from onnxconverter_common import float16
-
-        half = float16.convert_float_to_float16(traced, keep_io_types=True, node_block_list=fp32_nodes(traced))
-        finish(half, Path(fp16_path))
+        finish(unet_to_fp16(simplify(traced)), Path(fp16_path))
     return Path(onnx_path)
 
 
