@@ -71,8 +71,8 @@ def unet_to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
 
     The U-Net's float initializers and constants become float16; a Cast to float16 is put on each
     float tensor that enters the U-Net from the feature extraction and a Cast back to float32 on
-    each one that leaves it. (onnxconverter-common's converter, used before, typed the feature path
-    of the regression features float16 whatever it was told to keep in float32.)
+    each one that leaves it. (onnxconverter-common's converter, used before, broke the regression
+    features: even with every node on its block list, the feature path came out typed float16.)
     """
     inferred = onnx.shape_inference.infer_shapes(m)
     floats = {v.name for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
