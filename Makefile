@@ -34,7 +34,7 @@ test-fast: $(VENV)/.test
 # -> evaluate -> report (outside CI;
 # about 45 min on 2 quiet cores; CUDA is used when present). See README "Model and quality".
 MODEL_TRAIN_FLAGS ?= --epochs 8 --steps-per-epoch 325 --batch-size 16 --crop 128 --lr 2e-3 \
-	--plume-frac 0.7 --visible-drop 0.02 --max-val 150
+	--plume-frac 0.7 --visible-drop 0.02 --max-val 150 --features regress
 model: $(VENV)/.test
 	$(BIN)/methane-seg simulate --out data/train --n $${N_TRAIN:-3000} --size 256 --split train
 	$(BIN)/methane-seg simulate --out data/val --n $${N_VAL:-200} --size 256 --split val

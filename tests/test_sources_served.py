@@ -1,13 +1,13 @@
 """Leak coordinates through the real server: `methane-seg segment` on simulated scenes with strong
 plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
 
-Measured with the committed model on these 40 scenes (30 000 kg/h): 30 plumes found; 70 % of their
-sources within 2 pixels, median 0.71 px (with the B12/B11 drop instead of the multi-band regression
-signal of client/plumes.py: 43 % and 3.6 px). Most misses are plumes whose served mask begins 5 to
-30 pixels downwind of the source, or whose brighter far end is taken for the source. The issue asks
-for every source within 2 pixels; the model does not reach that (README, "Plumes, leak sources"),
-so the test holds the figures a little below what was measured: a worse model or a broken source
-step fails it.
+Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 76 % of their
+sources within 2 pixels, median 0.71 px (the previous model, without regression channels: 70 %;
+with the B12/B11 drop instead of the multi-band regression signal of client/plumes.py: 43 % and
+3.6 px). Most misses are plumes whose served mask begins 5 to 30 pixels downwind of the source, or
+whose brighter far end is taken for the source. The issue asks for every source within 2 pixels;
+the model does not reach that (README, "Plumes, leak sources"), so the test holds the figures a
+little below what was measured: a worse model or a broken source step fails it.
 """
 
 import json
