@@ -78,7 +78,7 @@ def onnx_flops_per_tile(path, tile: int) -> dict:
 # -- PyTorch ------------------------------------------------------------------------------------
 def torch_model(meta: dict, checkpoint: str | None):
     """The served architecture (from metadata.json) in PyTorch; weights from `checkpoint` if given."""
-    from training.model import PlumeNet, load_checkpoint
+    from training.model import DEFAULT_FEATURES, PlumeNet, load_checkpoint
 
     if checkpoint:
         model, _ = load_checkpoint(checkpoint)
@@ -90,7 +90,7 @@ def torch_model(meta: dict, checkpoint: str | None):
         arch["encoder_depth"] = int(depth.group(1))
     if channels:
         arch["decoder_channels"] = [int(c) for c in channels.group(1).split(",")]
-    return PlumeNet(arch).eval(), "random weights, same architecture"
+    return PlumeNet(arch, feature_set=meta.get("features", DEFAULT_FEATURES)).eval(), "random weights, same architecture"
 
 
 def torch_flops_per_tile(model, tile: int) -> float:
