@@ -59,8 +59,10 @@ def calibration_tiles(n: int, tile: int) -> np.ndarray:
 def unet_nodes(path, quantise_head: bool) -> list[str]:
     import onnx
 
+    from export.onnx_export import NET_PREFIX
+
     m = onnx.load(str(path))
-    names = [n.name for n in m.graph.node if n.name.startswith("/model/net/")]
+    names = [n.name for n in m.graph.node if n.name.startswith(NET_PREFIX)]
     if not quantise_head:
         names = [n for n in names if "segmentation_head" not in n]
     return names

@@ -100,14 +100,15 @@ def unet_to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
             for attr in n.attribute:
                 if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
                     attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
-    nodes = []
+    nodes, cast = [], set()  # cast: the tensors already given a Cast (one per tensor and direction)
     for n in g.node:
         inside = n.name in net
         for k, i in enumerate(n.input):
             crosses = (producer.get(i) in net) != inside if i in producer else False
             if crosses and i in floats and k not in FLOAT_ONLY_INPUTS.get(n.op_type, ()):
                 suffix, to = ("_fp16", TensorProto.FLOAT16) if inside else ("_fp32", TensorProto.FLOAT)
-                if not any(c.output[0] == i + suffix for c in nodes):
+                if i + suffix not in cast:
+                    cast.add(i + suffix)
                     nodes.append(helper.make_node("Cast", [i], [i + suffix], to=to, name=i + suffix + "_cast"))
                 n.input[k] = i + suffix
         nodes.append(n)
@@ -162,10 +163,10 @@ def export_onnx(model: torch.nn.Module, onnx_path: str | Path, tile: int = TILE_
     (log-ratio, its anomaly, the blurs, the normalisation) in float32: a 0.5 % change of
     B12/B11 is below FP16's resolution once logarithms are taken.
     """
-    traced = trace_float_onnx(model, tile)
-    finish(simplify(traced), Path(onnx_path))
+    simplified = simplify(trace_float_onnx(model, tile))
+    finish(simplified, Path(onnx_path))
     if fp16_path is not None:
-        finish(unet_to_fp16(simplify(traced)), Path(fp16_path))
+        finish(unet_to_fp16(simplified), Path(fp16_path))
     return Path(onnx_path)
 
 

@@ -120,8 +120,8 @@ def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """Solve (n, k, k) @ out = (n, k, 1) for a symmetric positive-definite system by Gauss-Jordan
     elimination without pivoting, unrolled (k is small and fixed)."""
     k = gram.shape[-1]
-    eye = torch.eye(k, dtype=gram.dtype)  # unit vectors as slices, not in-place writes (which trace to
-    m = torch.cat([gram, rhs], dim=-1)  # ScatterND nodes that the FP16 converter gets wrong)
+    eye = torch.eye(k, dtype=gram.dtype)  # unit vectors as slices of one constant
+    m = torch.cat([gram, rhs], dim=-1)
     for i in range(k):
         row = m[:, i:i + 1, :] / m[:, i:i + 1, i:i + 1]
         m = m - (m[:, :, i:i + 1] - eye[:, i:i + 1]) * row
