@@ -12,8 +12,13 @@ nearby): fields, soils and the pads that leaks come from change B12/B11 but drop
 out of it. The segmentation's mask tends to begin a few pixels downwind of the
 source, where the plume is one pixel wide: from the mask's upwind tip the source
 is followed further upwind along the signal's ridge (`walk_upwind`) while it
-stays above the local noise. Coordinates come from the scene's transform and
-CRS; geometries are returned in WGS84 lon/lat (RFC 7946).
+stays above the local noise. Leaks come from facilities (well pads, tank
+batteries), and a facility whose own B12 the regression does not predict hides
+the gas over it, so the walk stops at its edge: when a single compact man-made
+surface (`facilities`: anomalous in the bands methane leaves alone, or with B12
+brighter than predicted, which gas never makes) lies at the followed source,
+its centre is the source (`snap_to_facility`). Coordinates come from the
+scene's transform and CRS; geometries are returned in WGS84 lon/lat (RFC 7946).
 """
 
 from __future__ import annotations
@@ -114,7 +119,8 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
-    """(row, col) of the upwind end of one plume's pixels.
+    """(row, col) of the upwind end of one plume's pixels, the plume's length and the upwind
+    direction at that end.
 
     Without a wind direction: of the two ends of the long axis, one that runs
     out of the scene is not the source (the plume leaves the image there);
@@ -200,6 +206,70 @@ def walk_upwind(signal: np.ndarray, start: tuple[float, float], upwind, noise: f
     return best
 
 
+FACILITY_SIGMAS = 6.0  # a pixel whose visible/NIR spectrum departs this far from its surroundings is man-made
+FACILITY_BG_PX = 15  # size of the median filter that gives the surroundings' spectrum
+FACILITY_MAX_PX = 12  # largest side of a facility's footprint (pads, tank batteries, compressor stations)
+SNAP_PX = 3.0  # furthest from the followed source that a facility takes the source over
+CROWD_PX = 8.0  # ... provided that no other facility lies this close to it
+
+
+def facilities(block: np.ndarray, valid: np.ndarray, excess: np.ndarray | None = None
+               ) -> list[tuple[float, float, np.ndarray]]:
+    """Compact man-made surfaces (well pads, tanks) in a (6, h, w) block: (row, col) centre and pixels.
+
+    Methane leaves B2, B3, B4 and B8 alone, so a pixel whose visible/NIR spectrum stands out from
+    its surroundings (median filter, FACILITY_BG_PX) by FACILITY_SIGMAS robust sigmas is a surface
+    feature, not gas; so is one whose B12 is brighter than the other bands predict by as many
+    sigmas (excess: the regression signal's negative, in noise sigmas), since gas only darkens B12.
+    Thin lines (roads, pipelines) are opened away; what is left with a footprint of at most
+    FACILITY_MAX_PX a side is a facility.
+    """
+    from scipy import ndimage
+
+    x = block[:4].astype(np.float32)
+    score = np.zeros(valid.shape, np.float32)
+    for band in x:
+        dev = band - ndimage.median_filter(band, size=FACILITY_BG_PX, mode="nearest")
+        scale = _mad(dev[valid]) if valid.sum() >= 20 else 0.0
+        if scale > 0:
+            score = np.maximum(score, np.abs(dev) / scale)
+    if excess is not None:  # B12 brighter than the other bands predict: a surface, never methane
+        score = np.maximum(score, excess)
+    found = ndimage.binary_opening(valid & (score >= FACILITY_SIGMAS), np.ones((2, 2), bool))
+    labels, _ = ndimage.label(found)
+    out = []
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or max(box[0].stop - box[0].start, box[1].stop - box[1].start) > FACILITY_MAX_PX:
+            continue
+        rows, cols = np.nonzero(labels[box] == k)
+        rows, cols = rows + box[0].start, cols + box[1].start
+        out.append((float(rows.mean()), float(cols.mean()), np.stack([rows, cols], axis=1)))
+    return out
+
+
+def snap_to_facility(sites, source: tuple[float, float], upwind) -> tuple[float, float]:
+    """The centre of the facility at the followed source, if there is one; else the source.
+
+    sites: `facilities`' list. Leaks come from facilities, and a facility's own spectrum hides the
+    gas over it from the B12 regression (the walk upwind stops at its edge): the one facility
+    within CROWD_PX of the source, if it lies within SNAP_PX and not downwind, is where the plume
+    starts.
+    """
+    near = []
+    for row, col, pixels in sites:
+        d = float(np.min(np.hypot(pixels[:, 0] - source[0], pixels[:, 1] - source[1])))
+        if d <= CROWD_PX:
+            near.append((d, row, col))
+    if len(near) != 1:  # none, or a crowd of man-made surfaces (a town): no single facility to name
+        return source
+    d, row, col = near[0]
+    if d > SNAP_PX:
+        return source
+    if upwind is not None and (row - source[0]) * upwind[0] + (col - source[1]) * upwind[1] < -1.0:
+        return source
+    return row, col
+
+
 def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
                 wind_ms: float | None = None) -> list[Plume]:
     """Plume records of a SegmentationResult, largest first.
@@ -239,18 +309,26 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
         valid = scene.valid[r0:r1, c0:c1]
         outside = ~mask[r0:r1, c0:c1] & valid
-        raw, b11_share = regression_signal(scene.read((r0, c0, r1 - r0, c1 - c0)), outside)
+        block = scene.read((r0, c0, r1 - r0, c1 - c0))
+        raw, b11_share = regression_signal(block, outside)
         raw[~valid] = 0.0  # the walk does not follow nodata
         # Smoothed over about a plume's width, so that the peak is the plume's, not a noisy pixel's.
         signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
         noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
+        walked = raw - float(np.median(raw[outside])) if noise else raw
+        sites = facilities(block, valid, -walked / noise if noise else None)
         emission = None
         if wind_ms is not None:
-            emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms)
+            surface = np.zeros_like(valid)
+            for _, _, pixels in sites:
+                surface[pixels[:, 0], pixels[:, 1]] = True
+            emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms,
+                                 surface)
+
         tip_row, tip_col, length, upwind = _source_end(rows + r0, cols + c0, signal, pixel_size, wind_to_deg,
                                                        labels.shape)
-        src_row, src_col = walk_upwind(raw - float(np.median(raw[outside])) if noise else raw,
-                                       (tip_row - r0, tip_col - c0), upwind, noise)
+        src_row, src_col = walk_upwind(walked, (tip_row - r0, tip_col - c0), upwind, noise)
+        src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
         src_row, src_col = src_row + r0, src_col + c0
         rows, cols = rows + r0, cols + c0
         x, y = transform @ (src_col + 0.5, src_row + 0.5)
@@ -281,13 +359,14 @@ def _mad(values: np.ndarray) -> float:
 RING_PX = 8  # width of the plume-free ring around a plume that gives its local background
 
 
-def _emission(signal, b11_share, plume, outside, pixel_size, wind_ms) -> dict | None:
+def _emission(signal, b11_share, plume, outside, pixel_size, wind_ms, surface=None) -> dict | None:
     """IME emission rate of one plume from its methane signal (the multi-band regression's).
 
     signal, b11_share: `regression_signal`'s over a block; plume, outside: the plume's pixels and
     the plume-free valid pixels there. The background level and its noise come from a ring of
     plume-free pixels around the plume (RING_PX wide), so that the surface around the source is what
-    the plume is compared with.
+    the plume is compared with. surface: pixels of facilities, whose own spectrum the regression
+    does not predict; the plume's pixels there get the median column of its other pixels.
     """
     from scipy import ndimage
 
@@ -299,6 +378,10 @@ def _emission(signal, b11_share, plume, outside, pixel_size, wind_ms) -> dict | 
     background = float(np.median(signal[ring]))
     noise = float(column_from_b12_drop(_mad(signal[ring]), float(np.median(b11_share[ring]))))
     omega = column_from_b12_drop(signal[plume] - background, b11_share[plume])
+    if surface is not None:
+        hidden = surface[plume]
+        if hidden.any() and not hidden.all():
+            omega = np.where(hidden, np.median(omega[~hidden]), omega)
     return emission_rate(omega, pixel_size ** 2, wind_ms, omega_noise=noise).as_dict()
 
 

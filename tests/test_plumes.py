@@ -232,8 +232,9 @@ def test_column_from_b12_drop_inverts_any_b11_share():
 
 def test_emission_of_simulated_plumes_on_their_true_masks():
     """IME with the regression's column on the simulator's masks at 30 t/h (measured on these 20:
-    median 1.26x the true rate, 85 % within a factor of 2; on 60, 1.20x and 92 %. With the B12/B11
-    ratio against a ring it was 1.57x and 50 % on the 60)."""
+    median 1.13x the true rate, 80 % within a factor of 2; on 60, 1.16x and 88 %. With the B12/B11
+    ratio against a ring it was 1.57x and 50 % on the 60; without filling the pixels over facilities,
+    whose own B12 the regression does not predict, 1.17x and 87 %, two of the 20 negative)."""
     from training.simulate import simulate_scene
 
     ratios = []
@@ -249,3 +250,78 @@ def test_emission_of_simulated_plumes_on_their_true_masks():
     print(f"median {np.median(ratios):.2f}x, within a factor of 2: {np.mean((ratios > 0.5) & (ratios < 2)):.2f}")
     assert 0.7 <= np.median(ratios) <= 1.6, ratios
     assert np.mean((ratios > 0.5) & (ratios < 2)) >= 0.8, ratios
+
+
+def pad_plume_scene(pad_b12_gain: float, mask_from: int = 6):
+    """mixed_surface's pad at (43, 20), its B12 times `pad_b12_gain`, a second pad like it (B12 as
+    it was) far off, a plume from the first pad's centre to the east and a mask that begins
+    `mask_from` pixels downwind (past the pad)."""
+    h, w = 96, 128
+    crs, transform = utm()
+    data = mixed_surface(np.random.default_rng(4), h, w)
+    data[:, 55:62, 50:57] = data[:, 40:47, 17:24]
+    data[5, 40:47, 17:24] *= pad_b12_gain
+    src = (43, 20)
+    mask = np.zeros((h, w), np.uint8)
+    for d in range(70):
+        half = d // 15
+        data[5, src[0] - half:src[0] + half + 1, src[1] + d] *= 1 - 0.1 + d * 0.001
+        if d >= mask_from:
+            mask[src[0] - half:src[0] + half + 1, src[1] + d] = 1
+    scene = Scene(data=data.round().astype(np.uint16), valid=np.ones((h, w), bool), name="pad",
+                  profile={"crs": crs, "transform": transform, "height": h, "width": w})
+    return SegmentationResult(scene, mask.astype(np.float32), mask, 0.5, "m", "1"), src
+
+
+def test_facilities_are_compact_surfaces_not_roads_or_gas():
+    """The pad stands out in the visible/NIR bands and is found with its centre; a one-pixel road
+    across the scene is not a facility, and neither is the plume (B12 only)."""
+    from client.plumes import facilities
+
+    result, src = pad_plume_scene(1.0)
+    data = result.scene.data.astype(np.float32)
+    data[:, 55:62, 50:57] = data[:, 70:77, 50:57]  # one pad only
+    data[:, 70, :] = np.array([800, 900, 1000, 1200, 1500, 1400])[:, None]  # asphalt road
+    found = facilities(data.astype(np.uint16), result.scene.valid)
+    assert len(found) == 1
+    row, col, pixels = found[0]
+    assert (row, col) == pytest.approx(src, abs=0.01) and len(pixels) == 49
+
+
+def test_source_at_a_pad_that_hides_the_gas_is_the_pad():
+    """A pad whose B12 is brighter than its other bands predict: over it the multi-band signal is
+    negative whatever the gas does, so the walk upwind stops at its edge; the source is the pad."""
+    import client.plumes as plumes
+
+    result, src = pad_plume_scene(1.3)
+    plume = find_plumes(result)[0]
+    assert np.hypot(plume.source_row - src[0], plume.source_col - src[1]) <= 1.0, (plume.source_row,
+                                                                                   plume.source_col)
+    try:  # without the facility step the source stays at the pad's downwind edge
+        saved, plumes.SNAP_PX = plumes.SNAP_PX, -1.0
+        plume = find_plumes(result)[0]
+    finally:
+        plumes.SNAP_PX = saved
+    assert plume.source_col - src[1] >= 3
+
+
+def test_snap_keeps_the_source_without_a_single_facility_upwind():
+    """A facility downwind of the source, one too far from it, or a crowd of them (a town) do not
+    take the source over; a lone one beside it does."""
+    from client.plumes import facilities, snap_to_facility
+
+    def snap(block, source, upwind):
+        return snap_to_facility(facilities(block, valid), source, upwind)
+
+    h, w = 64, 64
+    block = np.full((6, h, w), 2000.0) * (1 + np.random.default_rng(0).normal(0, 0.003, (6, h, w)))
+    block[:4, 30:35, 40:45] = 4000  # a pad centred at (32, 42)
+    valid = np.ones((h, w), bool)
+    east, west = (0.0, 1.0), (0.0, -1.0)
+    block = block.round().astype(np.uint16)
+    assert snap(block, (32.0, 38.0), east) == pytest.approx((32, 42))  # beside it
+    assert snap(block, (32.0, 38.0), west) == (32.0, 38.0)  # downwind of the source
+    assert snap(block, (32.0, 30.0), east) == (32.0, 30.0)  # too far
+    crowd = block.copy()
+    crowd[:4, 25:28, 34:37] = 4000  # a second building near the source
+    assert snap(crowd, (32.0, 38.0), east) == (32.0, 38.0)

@@ -95,9 +95,11 @@ def simulate_scene(
         u = float(rng.uniform(*WIND_RANGE_MS)) if wind_ms is None else float(wind_ms)
         wind_to = float(rng.uniform(0, 360))
         stab = _stability(rng, u)
-        if pads and rng.random() < 0.7:
-            r0, c0 = pads[int(rng.integers(len(pads)))]
-            r0, c0 = float(np.clip(r0, margin, n - 1 - margin)), float(np.clip(c0, margin, n - 1 - margin))
+        # Most leaks are at a well pad; a pad in the border strip is passed over (a source moved
+        # into the scene from its pad would sit beside the pad, not at it).
+        inner = [p for p in pads if min(p) >= margin and max(p) <= n - 1 - margin]
+        if pads and rng.random() < 0.7 and inner:
+            r0, c0 = inner[int(rng.integers(len(inner)))]
         else:
             r0, c0 = (float(v) for v in rng.uniform(margin, n - 1 - margin, 2))
         col_i = plume_column(n, (r0, c0), q, u, wind_to, stab, PIXEL_M, rng, turbulence=turbulence)
