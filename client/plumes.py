@@ -218,7 +218,7 @@ def facilities(block: np.ndarray, valid: np.ndarray, excess: np.ndarray | None =
     """Compact man-made surfaces (well pads, tanks) in a (6, h, w) block: (row, col) centre and pixels.
 
     Methane leaves B2, B3, B4 and B8 alone, so a pixel whose visible/NIR spectrum stands out from
-    its surroundings (median filter, FACILITY_BG_PX) by FACILITY_SIGMAS robust sigmas is a surface
+    its surroundings (median over FACILITY_BG_PX) by FACILITY_SIGMAS robust sigmas is a surface
     feature, not gas; so is one whose B12 is brighter than the other bands predict by as many
     sigmas (excess: the regression signal's negative, in noise sigmas), since gas only darkens B12.
     Thin lines (roads, pipelines) are opened away; what is left with a footprint of at most
@@ -229,7 +229,7 @@ def facilities(block: np.ndarray, valid: np.ndarray, excess: np.ndarray | None =
     x = block[:4].astype(np.float32)
     score = np.zeros(valid.shape, np.float32)
     for band in x:
-        dev = band - ndimage.median_filter(band, size=FACILITY_BG_PX, mode="nearest")
+        dev = band - _coarse_median(band, FACILITY_BG_PX)
         scale = _mad(dev[valid]) if valid.sum() >= 20 else 0.0
         if scale > 0:
             score = np.maximum(score, np.abs(dev) / scale)
@@ -245,6 +245,14 @@ def facilities(block: np.ndarray, valid: np.ndarray, excess: np.ndarray | None =
         rows, cols = rows + box[0].start, cols + box[1].start
         out.append((float(rows.mean()), float(cols.mean()), np.stack([rows, cols], axis=1)))
     return out
+
+
+def _coarse_median(band: np.ndarray, size: int, step: int = 3) -> np.ndarray:
+    """About a size x size median filter, taken on every `step`-th pixel and spread back (cheap)."""
+    from scipy import ndimage
+
+    small = ndimage.median_filter(band[::step, ::step], size=max(1, size // step), mode="nearest")
+    return np.repeat(np.repeat(small, step, axis=0), step, axis=1)[: band.shape[0], : band.shape[1]]
 
 
 def snap_to_facility(sites, source: tuple[float, float], upwind) -> tuple[float, float]:
@@ -316,7 +324,11 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
         noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
         walked = raw - float(np.median(raw[outside])) if noise else raw
+        tip_row, tip_col, length, upwind = _source_end(rows + r0, cols + c0, signal, pixel_size, wind_to_deg,
+                                                       labels.shape)
+        src_row, src_col = walk_upwind(walked, (tip_row - r0, tip_col - c0), upwind, noise)
         sites = facilities(block, valid, -walked / noise if noise else None)
+        src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
         emission = None
         if wind_ms is not None:
             surface = np.zeros_like(valid)
@@ -324,11 +336,6 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
                 surface[pixels[:, 0], pixels[:, 1]] = True
             emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms,
                                  surface)
-
-        tip_row, tip_col, length, upwind = _source_end(rows + r0, cols + c0, signal, pixel_size, wind_to_deg,
-                                                       labels.shape)
-        src_row, src_col = walk_upwind(walked, (tip_row - r0, tip_col - c0), upwind, noise)
-        src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
         src_row, src_col = src_row + r0, src_col + c0
         rows, cols = rows + r0, cols + c0
         x, y = transform @ (src_col + 0.5, src_row + 0.5)

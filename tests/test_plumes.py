@@ -232,7 +232,7 @@ def test_column_from_b12_drop_inverts_any_b11_share():
 
 def test_emission_of_simulated_plumes_on_their_true_masks():
     """IME with the regression's column on the simulator's masks at 30 t/h (measured on these 20:
-    median 1.13x the true rate, 80 % within a factor of 2; on 60, 1.16x and 88 %. With the B12/B11
+    median 1.11x the true rate, 80 % within a factor of 2; on 60, 1.14x and 90 %. With the B12/B11
     ratio against a ring it was 1.57x and 50 % on the 60; without filling the pixels over facilities,
     whose own B12 the regression does not predict, 1.17x and 87 %, two of the 20 negative)."""
     from training.simulate import simulate_scene

@@ -2,7 +2,7 @@
 plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
 
 Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 83 % of their
-sources within 2 pixels, median 0.59 px (without the step to the facility at the plume's upwind tip,
+sources within 2 pixels, median 0.66 px (without the step to the facility at the plume's upwind tip,
 client/plumes.snap_to_facility: 76 %, 0.71 px; with the B12/B11 drop instead of the multi-band
 regression signal: 43 % and 3.6 px). Most misses are plumes whose served mask begins 5 to 30 pixels
 downwind of the source, or whose brighter far end is taken for the source. The issue asks for every
