@@ -206,7 +206,7 @@ def walk_upwind(signal: np.ndarray, start: tuple[float, float], upwind, noise: f
     return best
 
 
-FACILITY_SIGMAS = 6.0  # a pixel whose visible/NIR spectrum departs this far from its surroundings is man-made
+FACILITY_SIGMAS = 6.0  # a pixel that departs this far from its surroundings in B2-B8 (or B12 excess) is man-made
 FACILITY_BG_PX = 15  # size of the median filter that gives the surroundings' spectrum
 FACILITY_MAX_PX = 12  # largest side of a facility's footprint (pads, tank batteries, compressor stations)
 SNAP_PX = 3.0  # furthest from the followed source that a facility takes the source over
@@ -226,9 +226,8 @@ def facilities(block: np.ndarray, valid: np.ndarray, excess: np.ndarray | None =
     """
     from scipy import ndimage
 
-    x = block[:4].astype(np.float32)
     score = np.zeros(valid.shape, np.float32)
-    for band in x:
+    for band in block[:4].astype(np.float32):  # B2, B3, B4, B8
         dev = band - _coarse_median(band, FACILITY_BG_PX)
         scale = _mad(dev[valid]) if valid.sum() >= 20 else 0.0
         if scale > 0:
