@@ -8,7 +8,9 @@ Measures, interleaved round by round (the machine drifts by about +-10 % from mi
 - onnxruntime FP32 (the served model.onnx) and, with --int8, the INT8 model, in each thread
   layout: 1 session x 2 threads, 2 sessions x 1 thread (each session in its own thread);
 - the model's FLOPs per tile (Conv layers, from the shapes onnxruntime computes) and the achieved
-  GFLOP/s against the measured peak: a large float32 matrix product on the same cores.
+  GFLOP/s against the measured peak: a large float32 matrix product on the same cores;
+- where a tile's time goes (onnxruntime's profiler, one thread): the U-Net's layers, the input
+  features computed in the graph before it, and layout reorders; hence the U-Net's own GFLOP/s.
 Figures are medians over rounds.
 """
 
@@ -43,7 +45,8 @@ def onnx_flops_per_tile(path, tile: int) -> dict:
             for a in n.attribute:
                 if a.name == "value":
                     inits[n.output[0]] = tuple(a.t.dims)
-    have = {o.name for o in m.graph.output}
+    outputs = {o.name for o in m.graph.output}
+    have = set(outputs)
     for n in m.graph.node:
         for o in n.output:
             if o and o not in have:
@@ -56,23 +59,79 @@ def onnx_flops_per_tile(path, tile: int) -> dict:
     names = [o.name for o in sess.get_outputs()]
     shapes = dict(zip(names, (np.shape(v) for v in sess.run(names, {inp.name: x}))))
     shapes[inp.name] = x.shape
-    conv = other = 0
+    conv = other = net = 0
     for n in m.graph.node:
         out = shapes.get(n.output[0])
         if out is None:
             continue
+        f = 0
         if n.op_type == "Conv":
             w = inits[n.input[1]]  # (Cout, Cin/g, kh, kw)
-            conv += 2 * int(np.prod(out)) * int(np.prod(w[1:]))
+            f = 2 * int(np.prod(out)) * int(np.prod(w[1:]))
         elif n.op_type == "ConvTranspose":
             w = inits[n.input[1]]  # (Cin, Cout/g, kh, kw)
-            conv += 2 * int(np.prod(shapes[n.input[0]])) * int(np.prod(w[1:]))
+            f = 2 * int(np.prod(shapes[n.input[0]])) * int(np.prod(w[1:]))
         elif n.op_type in ("MatMul", "Gemm"):
             a = shapes[n.input[0]]
-            conv += 2 * int(np.prod(out)) * int(a[-1])
+            f = 2 * int(np.prod(out)) * int(a[-1])
         elif n.op_type not in ("Shape", "Gather", "Unsqueeze", "Concat", "Constant", "Slice", "Cast", "Reshape"):
             other += int(np.prod(out))
-    return {"conv_gflop": conv / 1e9, "elementwise_gop": other / 1e9}
+        conv += f
+        if _in_net(n.name, n.op_type, set(n.output) & outputs):
+            net += f
+    return {"conv_gflop": conv / 1e9, "elementwise_gop": other / 1e9, "net_conv_gflop": net / 1e9}
+
+
+def sess_outputs(path) -> list[str]:
+    import onnx
+
+    return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+
+
+NET_MARK = "/net/"  # the exporter's node names: /model/net/... is the smp U-Net, /model/... the features
+
+
+def _in_net(name: str, op: str, makes_output) -> bool:
+    """A node of the U-Net (or its head, which makes the graph's output) rather than of the input
+    features computed before it."""
+    return NET_MARK in name or bool(makes_output)
+
+
+def time_split(path, tile: int, runs: int = 20) -> dict:
+    """Share of one tile's kernel time per part of the graph, from onnxruntime's profiler (one
+    thread, batch 1, after a warm-up): the U-Net's layers, the in-graph input features (log-ratio,
+    anomaly, regression, blurs, normalisation) and layout reorders (NCHW <-> blocked)."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    outputs = set(sess_outputs(path))
+    x = sample_tiles(1, tile)
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        x = x if sess.get_inputs()[0].type == "tensor(uint16)" else x.astype(np.float32)
+        for _ in range(3):
+            sess.run(None, {name: x})
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            sess.run(None, {name: x})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    us = {"net": 0.0, "features": 0.0, "reorder": 0.0}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        node, op = e["name"][:-len("_kernel_time")], e["args"].get("op_name", "")
+        part = ("reorder" if op.startswith("Reorder") else
+                "net" if _in_net(node, op, node.removesuffix("_nchwc") in outputs) else "features")
+        us[part] += e["dur"]
+    total = sum(us.values())
+    return {"ms_per_tile": round(total / runs / 1000, 2), **{f"{k}_share": round(v / total, 3) for k, v in us.items()}}
 
 
 # -- PyTorch ------------------------------------------------------------------------------------
@@ -224,6 +283,14 @@ def main(argv=None) -> int:
     for r in rows:
         if r["engine"] not in best or r["tiles_per_s"] > best[r["engine"]]["tiles_per_s"]:
             best[r["engine"]] = r
+    split = {"fp32": time_split(a.onnx, tile)}
+    if a.int8:
+        split["int8"] = time_split(a.int8, tile)
+    for k, v in split.items():
+        eng = best.get(f"onnxruntime-{k}")
+        if eng and v["net_share"] > 0:  # the U-Net's GFLOP/s when its layers' share of the time is all it gets
+            v["net_fraction_of_peak"] = round(flops["net_conv_gflop"] * eng["tiles_per_s_best"] / v["net_share"] / peak, 3)
+        log(f"time split {k}: {v}")
     result = {
         "conditions": conditions(a.onnx),
         "tile": tile, "flops": flops, "torch_weights": weights,
@@ -231,6 +298,7 @@ def main(argv=None) -> int:
         "rows": rows,
         # both sides best-of-rounds: what the machine and the model can do when nothing else runs
         "best": {k: {**v, "fraction_of_peak": round(v["gflops_best"] / peak, 3)} for k, v in best.items()},
+        "time_split": split,
         "settings": {"seconds": a.seconds, "rounds": a.rounds, "batches": batches, "layouts": a.layouts},
     }
     for k, v in result["best"].items():

@@ -101,12 +101,24 @@ def compute_targets(d: dict) -> tuple[list[dict], dict]:
     m = d.get("models")
     if m and "onnxruntime-fp32" in m["best"]:
         b = m["best"]["onnxruntime-fp32"]
+        split = m.get("time_split", {})
+        detail = (f"{b['gflops_best']} GFLOP/s ({b['layout']}, batch {b['batch']}, {m['flops']['conv_gflop']:.2f} "
+                  f"GFLOP/tile) vs peak {m['peak']['gflops']} GFLOP/s")
+        if "onnxruntime-int8" in m["best"]:
+            detail += f"; the served INT8 file: {m['best']['onnxruntime-int8']['fraction_of_peak']:.2f} of the FP32 peak"
+        reason = ""
+        if b["fraction_of_peak"] < 0.75:
+            fp = split.get("fp32")
+            reason = ("onnxruntime's convolutions reach less of the peak than a large matrix product (small "
+                      "channel counts, memory-bound layers)" if not fp or "net_fraction_of_peak" not in fp else
+                      f"the input features computed in the graph before the U-Net (log-ratio, its anomaly, the "
+                      f"Huber-reweighted B12 regression, Gaussian blurs) are element-wise and memory-bound: "
+                      f"{100 * fp['features_share']:.0f} % of a tile's time (onnxruntime profile, 1 thread) for "
+                      f"{100 * (1 - m['flops']['net_conv_gflop'] / m['flops']['conv_gflop']):.1f} % of its FLOPs, "
+                      f"layout reorders {100 * fp['reorder_share']:.0f} %; the U-Net's layers alone run at "
+                      f"{fp['net_fraction_of_peak']:.2f} of the peak")
         t.append(target("model GFLOP/s / FP32 peak (onnxruntime)", b["fraction_of_peak"], 0.75,
-                        b["fraction_of_peak"] >= 0.75, "x",
-                        f"{b['gflops_best']} GFLOP/s ({b['layout']}, batch {b['batch']}, {m['flops']['conv_gflop']:.2f} "
-                        f"GFLOP/tile) vs peak {m['peak']['gflops']} GFLOP/s",
-                        "" if b["fraction_of_peak"] >= 0.75 else "onnxruntime's convolutions reach less of the peak "
-                        "than a large matrix product (small channel counts, memory-bound layers)"))
+                        b["fraction_of_peak"] >= 0.75, "x", detail, reason))
     else:
         t.append(target("model GFLOP/s / FP32 peak (onnxruntime)", None, 0.75, None))
 
@@ -377,6 +389,15 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                      f"{r['p50_ms']} | {r['gflops_best']} | " + ("(int8 ops) |" if "int8" in r["engine"] else
                                                                  f"{r['gflops_best'] / m['peak']['gflops']:.2f} |"))
         L.append("")
+        if m.get("time_split"):
+            L += ["Where a tile's time goes (onnxruntime's profiler, 1 thread, batch 1): the U-Net's layers, the input "
+                  "features computed in the graph before it, NCHW <-> blocked layout reorders; the U-Net's own GFLOP/s "
+                  f"({m['flops'].get('net_conv_gflop', 0):.3f} GFLOP per tile) over the time its layers take.", "",
+                  "| file | ms per tile | U-Net | features | reorders | U-Net alone, of FP32 peak |", "|---|---|---|---|---|---|"]
+            for k, v in m["time_split"].items():
+                L.append(f"| {k} | {v['ms_per_tile']} | {100 * v['net_share']:.0f} % | {100 * v['features_share']:.0f} % "
+                         f"| {100 * v['reorder_share']:.0f} % | {_fmt(v.get('net_fraction_of_peak'))} |")
+            L.append("")
     i8 = d.get("int8")
     if i8:
         q, s = i8["quality"], i8["speed"]
