@@ -77,21 +77,15 @@ def onnx_flops_per_tile(path, tile: int) -> dict:
         elif n.op_type not in ("Shape", "Gather", "Unsqueeze", "Concat", "Constant", "Slice", "Cast", "Reshape"):
             other += int(np.prod(out))
         conv += f
-        if _in_net(n.name, n.op_type, set(n.output) & outputs):
+        if _in_net(n.name, set(n.output) & outputs):
             net += f
     return {"conv_gflop": conv / 1e9, "elementwise_gop": other / 1e9, "net_conv_gflop": net / 1e9}
-
-
-def sess_outputs(path) -> list[str]:
-    import onnx
-
-    return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
 
 
 NET_MARK = "/net/"  # the exporter's node names: /model/net/... is the smp U-Net, /model/... the features
 
 
-def _in_net(name: str, op: str, makes_output) -> bool:
+def _in_net(name: str, makes_output) -> bool:
     """A node of the U-Net (or its head, which makes the graph's output) rather than of the input
     features computed before it."""
     return NET_MARK in name or bool(makes_output)
@@ -105,7 +99,6 @@ def time_split(path, tile: int, runs: int = 20) -> dict:
 
     import onnxruntime as ort
 
-    outputs = set(sess_outputs(path))
     x = sample_tiles(1, tile)
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
@@ -121,6 +114,7 @@ def time_split(path, tile: int, runs: int = 20) -> dict:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         for _ in range(runs):
             sess.run(None, {name: x})
+        outputs = {o.name for o in sess.get_outputs()}
         events = json.loads(Path(sess.end_profiling()).read_text())
     us = {"net": 0.0, "features": 0.0, "reorder": 0.0}
     for e in events:
@@ -128,7 +122,7 @@ def time_split(path, tile: int, runs: int = 20) -> dict:
             continue
         node, op = e["name"][:-len("_kernel_time")], e["args"].get("op_name", "")
         part = ("reorder" if op.startswith("Reorder") else
-                "net" if _in_net(node, op, node.removesuffix("_nchwc") in outputs) else "features")
+                "net" if _in_net(node, node.removesuffix("_nchwc") in outputs) else "features")
         us[part] += e["dur"]
     total = sum(us.values())
     return {"ms_per_tile": round(total / runs / 1000, 2), **{f"{k}_share": round(v / total, 3) for k, v in us.items()}}
