@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -37,6 +38,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _number(kind, low=None, high=None, what="a number"):
+    """An argparse type: a finite `kind` within [low, high] (a usage error, exit 2, otherwise)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
+
+
+WIND_MAX_MS = 50.0  # above this no plume stays on the ground for a satellite to see
+
+
 def segment_parser() -> argparse.ArgumentParser:
     from client.shm import MODES as SHM_MODES
 
@@ -51,17 +68,22 @@ def segment_parser() -> argparse.ArgumentParser:
                    help="Triton host:port (default localhost:8000 for http, localhost:8001 for grpc; env TRITON_URL)")
     p.add_argument("--protocol", choices=["http", "grpc"], default=os.environ.get("TRITON_PROTOCOL", "http"))
     p.add_argument("--model", default=os.environ.get("TRITON_MODEL", "methane_seg"), help="model name on the server")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per request (default 8)")
-    p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--batch-size", type=_number(int, 1, 256, "a whole number of tiles from 1 to 256"), default=8,
+                   help="tiles per request (default 8)")
+    p.add_argument("--concurrency", type=_number(int, 1, 64, "a whole number from 1 to 64"), default=2,
+                   help="requests in flight (default 2)")
+    p.add_argument("--timeout", type=_number(float, 0.1, None, "a number of seconds, at least 0.1"), default=60.0,
+                   help="seconds per request (default 60)")
     p.add_argument("--shared-memory", choices=SHM_MODES,
                    default=os.environ.get("TRITON_SHARED_MEMORY", "auto"),
                    help="tiles through system shared memory: auto (when Triton is on this host and accepts it), "
                         "system (required), none (always the socket); env TRITON_SHARED_MEMORY")
-    p.add_argument("--max-size-mb", type=float, default=float(os.environ.get("MAX_UPLOAD_MB") or 512),
+    p.add_argument("--max-size-mb", type=_number(float, 0.001, None, "a positive number of MB"),
+                   default=os.environ.get("MAX_UPLOAD_MB") or "512",
                    help="refuse input files larger than this (default 512; env MAX_UPLOAD_MB, as the web app)")
-    p.add_argument("--wind-speed", type=float, help="10 m wind speed (m/s): adds an IME emission-rate estimate")
-    p.add_argument("--wind-to", type=float,
+    p.add_argument("--wind-speed", type=_number(float, 0.1, WIND_MAX_MS, f"a wind speed from 0.1 to {WIND_MAX_MS:g} m/s"),
+                   help="10 m wind speed (m/s): adds an IME emission-rate estimate")
+    p.add_argument("--wind-to", type=_number(float, -360, 360, "a direction in degrees from -360 to 360"),
                    help="direction the wind blows to (degrees clockwise from north): fixes the upwind end")
     return p
 

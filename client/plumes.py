@@ -284,6 +284,10 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     wind_to_deg: the direction the wind blows to (clockwise from north), if known.
     wind_ms: the 10 m wind speed, if known: adds an IME emission-rate estimate.
     """
+    if wind_to_deg is not None and not math.isfinite(wind_to_deg):
+        raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
+    if wind_ms is not None and not (math.isfinite(wind_ms) and wind_ms > 0):
+        raise ValueError(f"wind speed must be a positive number of m/s, not {wind_ms!r}")
     from rasterio import features
     from rasterio.warp import transform as warp_transform
     from rasterio.warp import transform_geom

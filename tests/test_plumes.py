@@ -325,3 +325,12 @@ def test_snap_keeps_the_source_without_a_single_facility_upwind():
     crowd = block.copy()
     crowd[:4, 25:28, 34:37] = 4000  # a second building near the source
     assert snap(crowd, (32.0, 38.0), east) == (32.0, 38.0)
+
+
+@pytest.mark.parametrize("wind", [{"wind_to_deg": float("nan")}, {"wind_ms": 0.0}, {"wind_ms": float("inf")},
+                                  {"wind_ms": -2.0}])
+def test_find_plumes_refuses_impossible_wind(wind):
+    """The Python API names a non-finite direction or a wind speed that is not positive."""
+    result, _ = pad_plume_scene(1.0)
+    with pytest.raises(ValueError, match="wind"):
+        find_plumes(result, **wind)

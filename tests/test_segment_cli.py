@@ -112,6 +112,20 @@ def test_bad_input_exits_non_zero_with_one_line(triton, write_geotiff, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option", [["--wind-speed", "-3"], ["--wind-speed", "nan"], ["--wind-to", "inf"],
+                                    ["--wind-to", "400"], ["--batch-size", "0"], ["--concurrency", "-1"],
+                                    ["--timeout", "0"], ["--max-size-mb", "lots"]])
+def test_bad_options_are_usage_errors(contract_scene, tmp_path, capsys, option):
+    """Out-of-range or non-finite option values stop before any server is asked (exit 2, one line
+    naming the option), rather than a traceback or a nonsense emission rate later."""
+    with pytest.raises(SystemExit) as stop:
+        main(["segment", str(contract_scene()), "--out", str(tmp_path / "out")] + option)
+    assert stop.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {option[0]}:" in err[-1] and repr(option[1]) in err[-1]
+    assert not (tmp_path / "out").exists()
+
+
 def test_console_script_runs(triton, scenes, tmp_path):
     """The installed `methane-seg` entry point, as a user runs it."""
     exe = [sys.executable, "-m", "client.cli"]
