@@ -110,6 +110,9 @@ def test_results_are_paged_newest_first(client, scenes, contract_scene):
     assert client.get("/api/v1/results?page=0").status_code == 400
     assert client.get("/api/v1/results?per_page=abc").status_code == 400
     assert client.get("/api/v1/results?page=9").json["results"] == []
+    # a page past the database's integers is a 400, not a 500 from the row offset
+    assert client.get("/api/v1/results?page=9223372036854775807").status_code == 400
+    assert client.get("/history?page=99999999999999999999").status_code == 400
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

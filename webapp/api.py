@@ -88,6 +88,9 @@ def job_json(job) -> dict:
     return d
 
 
+MAX_PAGE = 1_000_000  # keeps the row offset within the database's integers
+
+
 def paging() -> tuple[int, int]:
     cfg = current_app.config
     try:
@@ -95,8 +98,8 @@ def paging() -> tuple[int, int]:
         per_page = int(request.args.get("per_page", cfg["PAGE_SIZE"]))
     except ValueError:
         raise UploadError("page and per_page must be whole numbers", 400) from None
-    if page < 1 or not 1 <= per_page <= 100:
-        raise UploadError("page must be 1 or more, per_page 1 to 100", 400)
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 100:
+        raise UploadError(f"page must be 1 to {MAX_PAGE}, per_page 1 to 100", 400)
     return page, per_page
 
 
