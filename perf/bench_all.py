@@ -10,8 +10,8 @@ Runs, one after another (each alone on the machine, each as its own process):
           through system shared memory (as the client sends them beside a local server)
   peer    perf/bench_peer.py (c): Triton beside a plain web server, same client
   client  perf/bench_client.py (d): a 5490 x 5490 scene through the client, Triton as shipped; then
-          client-2x1 / client-2x1-int8: the same on a copy served 2 instances x 1 thread without
-          batching, FP32 and INT8 (what the misses would gain; model_repository/ is not changed);
+          client-2x1-fp32 / client-2x1-int8: the same on a copy served 2 instances x 1 thread without
+          batching, with model.onnx (FP32) and a fresh INT8 file (model_repository/ is not changed);
           client-socket: as shipped, but the tiles over the socket instead of shared memory
   upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
@@ -34,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PERF = ROOT / "perf"
+FP32_MODEL = ROOT / "model_repository" / "methane_seg" / "1" / "model.onnx"  # the repository serves INT8 on CPU
 
 FULL = {
     "int8": ["-m", "export.int8", "--calib", "32", "--n-test", "300", "--speed-seconds", "3", "--speed-rounds", "3"],
@@ -45,7 +46,7 @@ FULL = {
                      "--protocols", "grpc,http", "--window-requests", "30", "--baseline-seconds", "2"],
     "peer": [str(PERF / "bench_peer.py"), "--concurrency", "1,2,4,8", "--seconds", "5", "--rounds", "2"],
     "client": [str(PERF / "bench_client.py"), "--size", "5490"],
-    "client-2x1": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch"],
+    "client-2x1-fp32": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "FP32"],
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "client-socket": [str(PERF / "bench_client.py"), "--size", "5490", "--shared-memory", "none"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60"],
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
         if "INT8" in plan[part] and not int8_model.exists():
             print(f"== {part}: skipped, no INT8 model (the int8 part did not run)", flush=True)
             continue
-        args = [str(int8_model) if x == "INT8" else x for x in plan[part]] + ["--json", str(work / f"{part}.json")]
+        args = [str(int8_model) if x == "INT8" else str(FP32_MODEL) if x == "FP32" else x
+                for x in plan[part]] + ["--json", str(work / f"{part}.json")]
         if part == "int8":
             args += ["--out", str(work / "model_int8.onnx")]
         if part == "models" and (work / "model_int8.onnx").exists() and "int8" in parts:

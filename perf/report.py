@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 PARTS = ("models", "int8", "triton", "triton-local", "peer", "client", "upload")
-CLIENT_VARIANTS = ("client-2x1", "client-2x1-int8", "client-socket")  # the 5490 scene, served or sent otherwise
+CLIENT_VARIANTS = ("client-2x1-fp32", "client-2x1-int8", "client-socket")  # the 5490 scene, served or sent otherwise
 
 
 def _transport(p: dict) -> str:
