@@ -32,9 +32,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_ONNX as FP32_MODEL  # noqa: E402  (model.onnx; the repository serves INT8 on CPU)
+
 ROOT = Path(__file__).resolve().parent.parent
 PERF = ROOT / "perf"
-FP32_MODEL = ROOT / "model_repository" / "methane_seg" / "1" / "model.onnx"  # the repository serves INT8 on CPU
 
 FULL = {
     "int8": ["-m", "export.int8", "--calib", "32", "--n-test", "300", "--speed-seconds", "3", "--speed-rounds", "3"],

@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from webapp.errors import UploadError
 from webapp.pipeline import DOWNLOAD_SUFFIX
-from webapp.openapi import openapi_document
+from webapp.openapi import MAX_PAGE, MAX_PER_PAGE, openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -88,9 +88,6 @@ def job_json(job) -> dict:
     return d
 
 
-MAX_PAGE = 1_000_000  # keeps the row offset within the database's integers
-
-
 def paging() -> tuple[int, int]:
     cfg = current_app.config
     try:
@@ -98,8 +95,8 @@ def paging() -> tuple[int, int]:
         per_page = int(request.args.get("per_page", cfg["PAGE_SIZE"]))
     except ValueError:
         raise UploadError("page and per_page must be whole numbers", 400) from None
-    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 100:
-        raise UploadError(f"page must be 1 to {MAX_PAGE}, per_page 1 to 100", 400)
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
+        raise UploadError(f"page must be 1 to {MAX_PAGE}, per_page 1 to {MAX_PER_PAGE}", 400)
     return page, per_page
 
 

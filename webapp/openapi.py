@@ -12,6 +12,8 @@ def _ok(description: str, ref: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
+MAX_PAGE = 1_000_000  # keeps the row offset within the database's integers
+MAX_PER_PAGE = 100
 ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 GEOMETRY = {"type": "object", "description": "GeoJSON geometry, WGS84 lon/lat (RFC 7946)",
             "required": ["type", "coordinates"],
@@ -159,9 +161,9 @@ def openapi_document(api_key: bool = False) -> dict:
                 "summary": "Results, newest first",
                 "operationId": "listResults",
                 "parameters": [
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
                     {"name": "per_page", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 20}},
                 ],
                 "responses": {"200": _ok("one page of results", "#/components/schemas/ResultPage"),
                               "400": _err("bad paging parameters")},
