@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("training.baseline:baseline_main", "classical B12/B11-ratio segmenter (same outputs as segment)"),
     "evaluate": ("training.evaluate:evaluate_main", "score predictions against simulated truth"),
     "report": ("training.report:report_main", "markdown quality report with PNGs, model beside baseline"),
+    "sources": ("training.sources:sources_main", "leak-source coordinates against the simulator's true sources"),
 }
 
 

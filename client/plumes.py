@@ -278,11 +278,13 @@ def snap_to_facility(sites, source: tuple[float, float], upwind) -> tuple[float,
 
 
 def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
-                wind_ms: float | None = None) -> list[Plume]:
+                wind_ms: float | None = None, facility_step: bool = True) -> list[Plume]:
     """Plume records of a SegmentationResult, largest first.
 
     wind_to_deg: the direction the wind blows to (clockwise from north), if known.
     wind_ms: the 10 m wind speed, if known: adds an IME emission-rate estimate.
+    facility_step: move the source to the facility at it (`snap_to_facility`); False measures
+    what that step adds (training/sources.py).
     """
     if wind_to_deg is not None and not math.isfinite(wind_to_deg):
         raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
@@ -331,7 +333,8 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
                                                        labels.shape)
         src_row, src_col = walk_upwind(walked, (tip_row - r0, tip_col - c0), upwind, noise)
         sites = facilities(block, valid, -walked / noise if noise else None)
-        src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
+        if facility_step:
+            src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
         emission = None
         if wind_ms is not None:
             surface = np.zeros_like(valid)

@@ -1,0 +1,166 @@
+"""`methane-seg sources`: how far the leak coordinates lie from the simulator's true sources.
+
+    methane-seg sources --n 160 --seed 3300000 --q 30000 --out runs/sources
+
+Simulates N scenes of 256 x 256 pixels, each with one source of Q kg/h and no clouds; segments each
+with the graph and threshold that the model repository serves on CPU (metadata.json's
+cpu_onnx_file, run in process: one tile per scene, as Triton runs it); traces the plumes with
+client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
+is found, the distance in pixels from the true source to the nearest source point. The same is done
+without the facility step, told the wind direction, and on the simulator's own masks (what the
+source step reaches when the mask is right). Prints a table, writes sources.json and sources.png
+(the share of sources within d pixels against d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from client import plumes as plume_records
+from client.contract import Scene, scene_profile
+from client.segmenter import SegmentationResult
+
+WITHIN_PX = 2.0  # issue #6: a source point within 2 pixels of the true source
+VARIANTS = {
+    "model": "served model's mask",
+    "model_no_facility": "served model's mask, without the facility step",
+    "model_wind": "served model's mask, told the wind direction",
+    "truth": "simulator's own mask",
+}
+
+
+def served_model(model_dir: Path):
+    """(onnxruntime session, threshold) of the graph the repository serves on CPU."""
+    import onnxruntime as ort
+
+    meta_path = model_dir / "metadata.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no metadata.json in {model_dir} (the exporter writes it beside the model)")
+    meta = json.loads(meta_path.read_text())
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(model_dir / meta.get("cpu_onnx_file", "model.onnx")), opts,
+                                   providers=["CPUExecutionProvider"])
+    return session, float(meta.get("threshold", 0.5))
+
+
+def _result(sim, probability: np.ndarray, mask: np.ndarray, threshold: float) -> SegmentationResult:
+    height, width = mask.shape
+    scene = Scene(data=sim.data, profile=scene_profile(sim.crs, sim.transform, height, width),
+                  valid=np.ones((height, width), bool), name=f"seed {sim.meta.get('seed', '')}")
+    return SegmentationResult(scene=scene, probability=probability, mask=mask.astype(np.uint8),
+                              threshold=threshold, model_name="in-process", model_version="")
+
+
+def source_error(result: SegmentationResult, source: dict, **find) -> float | None:
+    """Pixels from the true source to the nearest traced source point; None when no plume is found.
+    find: find_plumes' keywords."""
+    found = plume_records.find_plumes(result, **find)
+    if not found:
+        return None
+    return min(float(np.hypot(p.source_row - source["row"], p.source_col - source["col"])) for p in found)
+
+
+def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = True) -> dict:
+    """{variant: [error in px, or None where no plume was found]} over n simulated scenes."""
+    from tqdm import tqdm
+
+    from training.simulate import simulate_scene
+
+    session, threshold = served_model(model_dir)
+    name = session.get_inputs()[0].name
+    errors = {v: [] for v in VARIANTS}
+    for s in tqdm(range(seed, seed + n), desc="sources", disable=not progress):
+        sim = simulate_scene(seed=s, size=256, n_sources=1, q_kg_h=q_kg_h, clouds=False)
+        src = sim.meta["sources"][0]
+        prob = session.run(None, {name: sim.data[None]})[0][0, 0]
+        served = _result(sim, prob, prob >= threshold, threshold)
+        errors["model"].append(source_error(served, src))
+        errors["model_no_facility"].append(source_error(served, src, facility_step=False))
+        errors["model_wind"].append(source_error(served, src, wind_to_deg=src["wind_to_deg"]))
+        truth = sim.mask == 1
+        errors["truth"].append(source_error(_result(sim, truth.astype(np.float32), truth, 0.5), src))
+    return errors
+
+
+def summarise(errors: dict) -> dict:
+    out = {}
+    for variant, errs in errors.items():
+        e = np.array([x for x in errs if x is not None])
+        out[variant] = {"scenes": len(errs), "found": int(e.size),
+                        "within_2px": float(np.mean(e <= WITHIN_PX)) if e.size else None,
+                        "median_px": float(np.median(e)) if e.size else None}
+    return out
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"{'masks':<50} {'found':>9} {'within 2 px':>12} {'median px':>10}"]
+    for variant, r in summary.items():
+        share = "n/a" if r["within_2px"] is None else f"{100 * r['within_2px']:.0f} %"
+        median = "n/a" if r["median_px"] is None else f"{r['median_px']:.2f}"
+        lines.append(f"{VARIANTS[variant]:<50} {r['found']:>4}/{r['scenes']:<4} {share:>12} {median:>10}")
+    return "\n".join(lines)
+
+
+def plot(errors: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = np.linspace(0, 20, 201)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant, errs in errors.items():
+        e = np.array([x for x in errs if x is not None])
+        if e.size:
+            ax.plot(d, [np.mean(e <= x) for x in d], label=f"{VARIANTS[variant]} ({e.size} plumes)")
+    ax.axvline(WITHIN_PX, color="grey", ls="--", lw=1)
+    ax.set_xlabel("distance from the true source (pixels of 20 m)")
+    ax.set_ylabel("share of plumes found with a source point this close")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def sources_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="methane-seg sources", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=160, help="scenes to simulate (default 160)")
+    p.add_argument("--seed", type=int, default=3_300_000, help="seed of the first scene (default 3300000)")
+    p.add_argument("--q", type=float, default=30_000.0, help="source rate, kg/h (default 30000)")
+    p.add_argument("--model-dir", type=Path, default=Path("model_repository/methane_seg/1"),
+                   help="the served model's version folder (metadata.json and the ONNX files)")
+    p.add_argument("--out", type=Path, help="write sources.json and sources.png here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    if a.n < 1 or not (math.isfinite(a.q) and a.q > 0):
+        p.error("--n must be at least 1 and --q positive")
+    try:
+        errors = measure(a.n, a.seed, a.q, a.model_dir, progress=not a.quiet)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = summarise(errors)
+    print(format_table(summary))
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        settings = {"n": a.n, "seed": a.seed, "q_kg_h": a.q, "model_dir": str(a.model_dir)}
+        (a.out / "sources.json").write_text(json.dumps({"settings": settings, "summary": summary,
+                                                        "errors_px": errors}, indent=1))
+        plot(errors, a.out / "sources.png",
+             f"Leak sources: {a.n} scenes at {a.q:,.0f} kg/h, seeds {a.seed}+")
+        print(f"wrote {a.out / 'sources.json'} and {a.out / 'sources.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(sources_main(sys.argv[1:]))
