@@ -4,19 +4,22 @@ Each group of plume pixels (8-connected, pieces within GAP_PX pixels joined,
 since turbulent plumes are patchy) becomes one plume. Its source (where
 the leak is) is the upwind end of the plume: with a wind direction given,
 the end that lies furthest upwind; without one, the end of the plume's long
-axis where the methane signal is strongest, since the column is highest near
-the source and dilutes downwind. The methane signal is B12's drop below the B12
-that the other five bands predict for the surface around the plume
-(`regression_signal`, a multi-band regression fitted on the plume-free pixels
-nearby): fields, soils and the pads that leaks come from change B12/B11 but drop
-out of it. The segmentation's mask tends to begin a few pixels downwind of the
-source, where the plume is one pixel wide: from the mask's upwind tip the source
-is followed further upwind along the signal's ridge (`walk_upwind`) while it
-stays above the local noise. Leaks come from facilities (well pads, tank
-batteries), and a facility whose own B12 the regression does not predict hides
-the gas over it, so the walk stops at its edge: when a single compact man-made
-surface (`facilities`: anomalous in the bands methane leaves alone, or with B12
-brighter than predicted, which gas never makes) lies at the followed source,
+axis that scores higher (`end_score`) on what a source end has: the strongest
+methane signal at its tip (the column is highest near the source and dilutes
+downwind), a narrow plume (plumes widen downwind) and a facility nearby.
+
+The methane signal is B12's drop below the B12 that the other five bands
+predict for the surface around the plume (`regression_signal`, a multi-band
+regression fitted on the plume-free pixels nearby): fields, soils and the pads
+that leaks come from change B12/B11 but drop out of it. The segmentation's mask
+tends to begin a few pixels downwind of the source, where the plume is one
+pixel wide: from the mask's upwind tip the source is followed further upwind
+along the signal's ridge (`walk_upwind`) while it stays above the local noise.
+Leaks come from facilities (well pads, tank batteries), and a facility whose
+own B12 the regression does not predict hides the gas over it, so the walk
+stops at its edge: when a single compact man-made surface (`facilities`:
+anomalous in the bands methane leaves alone, or with B12 brighter than
+predicted, which gas never makes) lies at the followed source,
 its centre is the source (`snap_to_facility`). Coordinates come from the
 scene's transform and CRS; geometries are returned in WGS84 lon/lat (RFC 7946).
 """
@@ -97,7 +100,7 @@ def regression_signal(block: np.ndarray, fit: np.ndarray, iterations: int = 3) -
 
 MIN_FIT_PX = 60  # fewest plume-free pixels that the B12 prediction is fitted on
 BORDER_PX = 4  # an end of a plume this close to the scene's edge may be cut off by it
-SMOOTH_PX = 0.7  # Gaussian sigma of the signal smoothing that locates a plume's peak
+SMOOTH_PX = 0.7  # Gaussian sigma of the signal smoothing that gives the signal at a plume's tips
 GAP_PX = 6  # plume pieces closer than this (turbulent, patchy plumes) are one plume
 WALK_PX = 20  # furthest the source is followed upwind of the mask's tip
 WALK_SIGMAS = 3.0  # ... while the signal on the ridge stays this many noise sigmas above the background
@@ -118,13 +121,25 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, n
 
 
-def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
-    """(row, col) of the upwind end of one plume's pixels, the plume's length and the upwind
-    direction at that end.
+@dataclass
+class _End:
+    """One end of a plume that may hold its source: its tip (the outermost pixels, weighted by the
+    signal), the upwind direction there (row, col; None if unknown), the strongest signal among the
+    tip's pixels and the spread of the end's pixels across the plume (pixels)."""
 
-    Without a wind direction: of the two ends of the long axis, one that runs
-    out of the scene is not the source (the plume leaves the image there);
-    otherwise the end with the stronger methane signal is.
+    row: float
+    col: float
+    upwind: np.ndarray | None
+    tip_signal: float
+    width: float
+
+
+def _candidate_ends(rows, cols, signal, wind_to_deg, shape) -> tuple[list[_End], float]:
+    """The ends of one plume's pixels that may hold the source, and the plume's length in pixels.
+
+    With a wind direction: the upwind end. Without: both ends of the long axis, unless exactly one
+    of them runs out of the scene (the plume leaves the image there, so the other is the source);
+    `end_score` then chooses between them.
     """
     pts = np.stack([cols.astype(np.float64), rows.astype(np.float64)], axis=1)  # x right, y down
     centre = pts.mean(axis=0)
@@ -133,11 +148,10 @@ def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
         rad = math.radians(wind_to_deg)
         axis = np.array([math.sin(rad), -math.cos(rad)])
         proj = (pts - centre) @ axis
-        end = proj <= np.quantile(proj, END_FRACTION)
+        ends = [(proj, proj <= np.quantile(proj, END_FRACTION))]
     else:
         if len(pts) >= 2:
-            cov = np.cov((pts - centre).T)
-            axis = np.linalg.eigh(cov)[1][:, -1]
+            axis = np.linalg.eigh(np.cov((pts - centre).T))[1][:, -1]
         else:
             axis = np.array([1.0, 0.0])
         proj = (pts - centre) @ axis
@@ -150,29 +164,47 @@ def _source_end(rows, cols, signal, pixel_size, wind_to_deg, shape):
             return bool(np.any((rows[sel] < m) | (cols[sel] < m) | (rows[sel] >= h - m) | (cols[sel] >= w - m)))
 
         low_cut, high_cut = at_border(low), at_border(high)
+        ends = [(proj, low), (-proj, high)]
         if low_cut != high_cut:
-            end = high if low_cut else low
-        else:
-            # The column is highest at the source and dilutes downwind (as 1/x):
-            # the source is the end nearer the peak of the smoothed signal.
-            peak = float(proj[int(np.argmax(signal))])
-            end = low if peak - proj.min() <= proj.max() - peak else high
-        if end is high:
-            proj = -proj
-    # The source: the outermost pixels (within 1.5 px along the axis) of the chosen end.
-    tip = end & (proj <= proj[end].min() + 1.5)
-    w = np.clip(signal[tip], 1e-3, None)
-    row = float(np.average(rows[tip], weights=w))
-    col = float(np.average(cols[tip], weights=w))
-    length = float((proj.max() - proj.min() + 1.0) * pixel_size)
-    if wind_to_deg is not None:
-        upwind = -axis[::-1]  # (row, col)
-    else:  # the plume's own direction near the tip: from the pixels behind it to the tip
-        near = np.hypot(rows - row, cols - col) <= TIP_RADIUS_PX
-        upwind = np.array([row - rows[near].mean(), col - cols[near].mean()])
-        norm = float(np.hypot(*upwind))
-        upwind = upwind / norm if norm > 1e-6 else None
-    return row, col, length, upwind
+            ends = [ends[1] if low_cut else ends[0]]
+    across = (pts - centre) @ np.array([-axis[1], axis[0]])
+    out = []
+    for along, end in ends:  # `along` grows away from this end
+        # The source: the outermost pixels (within 1.5 px along the axis) of the end.
+        tip = end & (along <= along[end].min() + 1.5)
+        wt = np.clip(signal[tip], 1e-3, None)
+        row, col = float(np.average(rows[tip], weights=wt)), float(np.average(cols[tip], weights=wt))
+        if wind_to_deg is not None:
+            upwind = -axis[::-1]  # (row, col)
+        else:  # the plume's own direction near the tip: from the pixels behind it to the tip
+            near = np.hypot(rows - row, cols - col) <= TIP_RADIUS_PX
+            upwind = np.array([row - rows[near].mean(), col - cols[near].mean()])
+            norm = float(np.hypot(*upwind))
+            upwind = upwind / norm if norm > 1e-6 else None
+        out.append(_End(row, col, upwind, float(signal[tip].max()), float(np.std(across[end]))))
+    return out, float(proj.max() - proj.min() + 1.0)
+
+
+# Weights of `end_score`, fitted (logistic regression, no intercept) on the ends of the 605 plumes
+# of 1000 simulated scenes whose source only one end finds; on 630 such plumes of 1220 other scenes
+# the rule picks the right end for 95 % (the strongest-signal rule it replaced: 90 %).
+END_FACILITY_WEIGHT = 0.16  # per pixel between the followed source and the nearest facility
+END_FACILITY_MAX_PX = 10.0  # ... counted up to this distance
+END_WIDTH_WEIGHT = 0.74  # per pixel of the end's spread across the plume
+
+
+def end_score(tip_signal: float, width: float, facility_px: float) -> float:
+    """How likely an end of a plume is its source, from three things a source end has: the strongest
+    methane signal at its tip (tip_signal, in noise sigmas: the column is highest at the leak and
+    dilutes downwind), the narrowest plume (width: the spread of the end's pixels across the plume,
+    in pixels; plumes widen downwind) and a facility nearby (facility_px: pixels from the followed
+    source to the nearest facility pixel). The higher score is the source."""
+    return tip_signal - END_WIDTH_WEIGHT * width - END_FACILITY_WEIGHT * min(facility_px, END_FACILITY_MAX_PX)
+
+
+def _facility_distance(sites, point) -> float:
+    return min((float(np.min(np.hypot(px[:, 0] - point[0], px[:, 1] - point[1]))) for _, _, px in sites),
+               default=math.inf)
 
 
 def walk_upwind(signal: np.ndarray, start: tuple[float, float], upwind, noise: float) -> tuple[float, float]:
@@ -325,14 +357,21 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         block = scene.read((r0, c0, r1 - r0, c1 - c0))
         raw, b11_share = regression_signal(block, outside)
         raw[~valid] = 0.0  # the walk does not follow nodata
-        # Smoothed over about a plume's width, so that the peak is the plume's, not a noisy pixel's.
+        # Smoothed over about a plume's width, so that a tip's signal is the plume's, not a noisy pixel's.
         signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
         noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
         walked = raw - float(np.median(raw[outside])) if noise else raw
-        tip_row, tip_col, length, upwind = _source_end(rows + r0, cols + c0, signal, pixel_size, wind_to_deg,
-                                                       labels.shape)
-        src_row, src_col = walk_upwind(walked, (tip_row - r0, tip_col - c0), upwind, noise)
+        ends, length_px = _candidate_ends(rows + r0, cols + c0, signal, wind_to_deg, labels.shape)
+        length = length_px * pixel_size
         sites = facilities(block, valid, -walked / noise if noise else None)
+        scale = noise if noise else float(np.median(np.abs(signal))) or 1.0
+        best = None
+        for end in ends:  # the source is followed upwind of each candidate end; the best end wins
+            followed = walk_upwind(walked, (end.row - r0, end.col - c0), end.upwind, noise)
+            score = end_score(end.tip_signal / scale, end.width, _facility_distance(sites, followed))
+            if best is None or score > best[0]:
+                best = (score, followed, end.upwind)
+        _, (src_row, src_col), upwind = best
         if facility_step:
             src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
         emission = None

@@ -334,3 +334,31 @@ def test_find_plumes_refuses_impossible_wind(wind):
     result, _ = pad_plume_scene(1.0)
     with pytest.raises(ValueError, match="wind"):
         find_plumes(result, **wind)
+
+
+def test_without_wind_the_narrow_end_with_the_stronger_tip_is_the_source():
+    """Without a wind direction the source end is the one that scores higher on tip signal, narrowness
+    and a facility nearby (client.plumes.end_score): a plume that widens from 1 to 7 pixels downwind,
+    its column falling as it widens (the same mass crosses each section), is traced back to its
+    narrow end whichever way it points."""
+    from client.plumes import end_score
+
+    assert end_score(10.0, 1.0, 2.0) > end_score(10.0, 3.0, 2.0)  # narrower
+    assert end_score(10.0, 1.0, 2.0) > end_score(10.0, 1.0, 9.0)  # nearer a facility
+    assert end_score(12.0, 2.0, 9.0) > end_score(10.0, 1.0, 2.0)  # a clearly stronger tip outweighs both
+    rng = np.random.default_rng(3)
+    h, w = 96, 128
+    crs, transform = utm()
+    for flip in (False, True):
+        data = rng.normal(2000, 6, (6, h, w))
+        mask = np.zeros((h, w), np.uint8)
+        for d in range(60):  # B12 down by 10 % at the source, 1.4 % at the far end
+            half = d // 20
+            col = 30 + d if not flip else 97 - d
+            data[BANDS.index("B12"), 48 - half:48 + half + 1, col] *= 1 - 0.10 / (2 * half + 1)
+            mask[48 - half:48 + half + 1, col] = 1
+        scene = Scene(data=data.astype(np.uint16), valid=np.ones((h, w), bool), name="ribbon",
+                      profile={"crs": crs, "transform": transform, "height": h, "width": w})
+        plume, = find_plumes(SegmentationResult(scene, mask.astype(np.float32), mask, 0.5, "m", "1"))
+        assert abs(plume.source_row - 48) <= 1 and abs(plume.source_col - (30 if not flip else 97)) <= 1, (
+            flip, plume.source_row, plume.source_col)
