@@ -364,6 +364,7 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         ends, length_px = _candidate_ends(rows + r0, cols + c0, signal, wind_to_deg, labels.shape)
         length = length_px * pixel_size
         sites = facilities(block, valid, -walked / noise if noise else None)
+        # Tip signals in noise sigmas (in a noiseless scene: against the plume's median signal).
         scale = noise if noise else float(np.median(np.abs(signal))) or 1.0
         best = None
         for end in ends:  # the source is followed upwind of each candidate end; the best end wins
