@@ -32,11 +32,18 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--model-dir", "no/such/folder"], "no metadata.json"),
+    (["--model-dir", "TMP/broken"], "is not the exporter's JSON"),
+    (["--model-dir", "TMP/empty"], "names model_int8.onnx, which is not in"),
     (["--n", "0"], "--n must be at least 1"),
     (["--q", "-5"], "--q positive"),
     (["--q", "inf"], "--q positive"),
 ])
 def test_sources_bad_options(tmp_path, capsys, args, message):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metadata.json").write_text("{not json")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metadata.json").write_text('{"cpu_onnx_file": "model_int8.onnx"}')
+    args = [a.replace("TMP", str(tmp_path)) for a in args]
     try:
         code = main(["sources", "--n", "1", "--quiet", *args])
     except SystemExit as exc:

@@ -42,11 +42,16 @@ def served_model(model_dir: Path):
     meta_path = model_dir / "metadata.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"no metadata.json in {model_dir} (the exporter writes it beside the model)")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise FileNotFoundError(f"{meta_path} is not the exporter's JSON ({exc})") from None
+    onnx_path = model_dir / meta.get("cpu_onnx_file", "model.onnx")
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"{meta_path} names {onnx_path.name}, which is not in {model_dir}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(model_dir / meta.get("cpu_onnx_file", "model.onnx")), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     return session, float(meta.get("threshold", 0.5))
 
 
