@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.data import CropSampler, load_scenes, visible_labels
+from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
 from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, features
 
@@ -49,9 +49,10 @@ POS_WEIGHT = 3.0  # plume pixels are ~1 % of the crops; weight them up in the BC
 DICE_WEIGHT = 0.5
 
 
-def dice_bce(logits, target, pos_weight: float = POS_WEIGHT, dice_weight: float = DICE_WEIGHT):
+def dice_bce(logits, target, pos_weight: float = POS_WEIGHT, dice_weight: float = DICE_WEIGHT, weight=None):
+    """weight: per-pixel weights of the BCE term (plume heads weighted up), or None."""
     pw = torch.tensor(pos_weight, device=logits.device)
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, pos_weight=pw)
     if not dice_weight:
         return bce
     p = torch.sigmoid(logits)
@@ -64,17 +65,23 @@ def make_loss(name: str, pos_weight: float = POS_WEIGHT, dice_weight: float = DI
     """The training loss by name (compared in docs/model_comparison.md):
     dice_bce  weighted BCE + soft Dice (default);
     focal     binary focal loss (gamma 2), which down-weights the easy background;
-    lovasz    BCE + Lovász hinge, a convex surrogate of the IoU itself."""
+    lovasz    BCE + Lovász hinge, a convex surrogate of the IoU itself.
+    Each takes (logits, target, weight=None); weight (per-pixel BCE weights) needs a BCE term."""
     if name == "dice_bce":
-        return lambda logits, target: dice_bce(logits, target, pos_weight, dice_weight)
+        return lambda logits, target, weight=None: dice_bce(logits, target, pos_weight, dice_weight, weight)
     from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
 
     if name == "focal":
         focal = FocalLoss(mode="binary", alpha=0.75, gamma=2.0)
-        return lambda logits, target: focal(logits, target)
+        def focal_loss(logits, target, weight=None):
+            if weight is not None:
+                raise ValueError("the focal loss takes no per-pixel weights (--head-weight)")
+            return focal(logits, target)
+        return focal_loss
     if name == "lovasz":
         lovasz = LovaszLoss(mode="binary", per_image=False)
-        return lambda logits, target: F.binary_cross_entropy_with_logits(logits, target) + lovasz(logits, target)
+        return lambda logits, target, weight=None: (F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+                                                    + lovasz(logits, target))
     raise ValueError(f"unknown loss {name!r}")
 
 
@@ -147,10 +154,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-minutes", type=float, default=0,
                    help="stop after the epoch in which this many minutes have passed (0: no limit)")
     p.add_argument("--plume-frac", type=float, default=0.5, help="share of crops centred near plume pixels")
+    p.add_argument("--head-frac", type=float, default=0.0,
+                   help="share of crops centred near a plume's head (its labelled pixels within --head-radius "
+                        "of the source), where segmentations miss the first pixels")
+    p.add_argument("--head-weight", type=float, default=1.0, help="BCE weight of plume-head pixels (1: none)")
+    p.add_argument("--head-radius", type=float, default=HEAD_RADIUS_PX, help="pixels from the source that are its head")
     p.add_argument("--visible-drop", type=float, default=0.0,
                    help="train on plume pixels whose B12/B11 drop is at least this (0: the product's labels); "
                         "validation always uses the product's labels")
     a = p.parse_args(argv)
+    if a.head_weight != 1.0 and a.loss == "focal":
+        p.error("--head-weight needs a loss with a BCE term (dice_bce or lovasz)")
+    if not (0 <= a.head_frac and 0 <= a.plume_frac and a.head_frac + a.plume_frac <= 1) or a.head_weight <= 0:
+        p.error("--head-frac and --plume-frac must be shares that add up to at most 1, --head-weight positive")
 
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -163,6 +179,11 @@ def main(argv: list[str]) -> int:
         yt = visible_labels(a.data / "train", a.max_train or None, a.visible_drop)
         print(f"training targets: plume pixels with a B12/B11 drop >= {a.visible_drop:.3f} "
               f"({int(yt.sum())} pixels)", flush=True)
+    heads = None
+    if a.head_frac > 0 or a.head_weight != 1.0:
+        heads = head_masks(a.data / "train", yt, a.max_train or None, a.head_radius)
+        print(f"plume heads: {int(heads.sum())} pixels within {a.head_radius:g} px of a source in "
+              f"{int((heads.reshape(len(heads), -1).max(1) > 0).sum())} scenes", flush=True)
     xv, yv = load_scenes(a.data / "val", a.max_val or None)
     print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
 
@@ -190,16 +211,18 @@ def main(argv: list[str]) -> int:
         start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_iou"]
         print(f"resumed from {last} at epoch {start_epoch}", flush=True)
 
-    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch, plume_frac=a.plume_frac)
+    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch, plume_frac=a.plume_frac,
+                          heads=heads, head_frac=a.head_frac)
     history = []
     for epoch in range(start_epoch, a.epochs):
         model.train()
         run = 0.0
         bar = tqdm(range(spe), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=5)
         for i in bar:
-            xb, yb = sampler.batch(a.batch_size)
+            xb, yb, hb = sampler.batch(a.batch_size)
             xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
-            loss = loss_fn(model(xb), yb)
+            weight = None if a.head_weight == 1.0 else 1.0 + (a.head_weight - 1.0) * torch.from_numpy(hb).to(device)
+            loss = loss_fn(model(xb), yb, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
