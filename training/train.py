@@ -5,6 +5,9 @@
 
 DIR holds train/ and val/ folders written by `methane-seg simulate`.
 Loss: BCE + soft Dice. Augmentation: flips and 90-degree rotations only.
+Crops: a share centred near plume pixels (--plume-frac) and, optionally, near the
+plumes' heads, the labelled pixels next to each source (--head-frac), whose BCE
+weight can be raised (--head-weight): segmentations tend to miss a plume's first pixels.
 Checkpoints in --out: last.pt (every epoch) and best.pt (best validation IoU),
 each with the model state, normalisation statistics, architecture, the mask
 threshold chosen on validation (maximising IoU) and the validation metrics.
