@@ -3,7 +3,7 @@
 docs/methods.md, "A source heat map from the network", reports what this gave. Run from the
 repository root with the training extra installed:
 
-    python -m training.trials.source_heat train DATA OUT [SIGMA SEED HEAD_FRAC]
+    python -m training.trials.source_heat train DATA OUT [SIGMA SEED HEAD_FRAC PLUME_WEIGHT EPOCHS]
     python -m training.trials.source_heat score OUT/last.pt MASKS.npy SEED0 N
 
 DATA holds train/ and val/ from `methane-seg simulate` (as `make model` writes them); MASKS.npy
@@ -48,7 +48,9 @@ def heat_loss(logit, t):
     return (lp.sum() + ln.sum()) / pos.sum().clamp_min(1.0)
 
 
-def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, weight=0.5, epochs=8, spe=325, bs=16, lr=2e-3):
+def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, plume_weight=1.0, epochs=8, weight=0.5, spe=325,
+          bs=16, lr=2e-3):
+    """plume_weight: of the plume channel's loss (0: a network for the heat map alone)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     torch.set_num_threads(2)
@@ -81,7 +83,7 @@ def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, weight=0.5, e
         for _ in tqdm(range(spe), desc=f"epoch {epoch + 1}", mininterval=30):
             xb, yb, hb = map(torch.from_numpy, sampler.batch(bs))
             o = model(xb)
-            loss = dice_bce(o[:, :1], yb) + weight * heat_loss(o[:, 1:], hb)
+            loss = plume_weight * dice_bce(o[:, :1], yb) + weight * heat_loss(o[:, 1:], hb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -153,9 +155,10 @@ if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     if cmd == "train":
         extra = [float(a) for a in args[2:]]
-        kw = dict(zip(("sigma", "seed", "head_frac"), extra))
-        if "seed" in kw:
-            kw["seed"] = int(kw["seed"])
+        kw = dict(zip(("sigma", "seed", "head_frac", "plume_weight", "epochs"), extra))
+        for key in ("seed", "epochs"):
+            if key in kw:
+                kw[key] = int(kw[key])
         t0 = time.time()
         train(Path(args[0]), Path(args[1]), **kw)
         print(f"done in {(time.time() - t0) / 60:.1f} min")
