@@ -43,14 +43,14 @@ DEFAULT_ARCH = {
 }
 
 
-def build_net(arch: dict, n_in: int = N_IN) -> nn.Module:
+def build_net(arch: dict, n_in: int = N_IN, classes: int = 1) -> nn.Module:
     import segmentation_models_pytorch as smp
 
     a = dict(arch)
     cls = getattr(smp, a.pop("arch"))
     if "decoder_channels" in a:
         a["decoder_channels"] = tuple(a["decoder_channels"])
-    return cls(in_channels=n_in, classes=1, encoder_weights=None, **a)
+    return cls(in_channels=n_in, classes=classes, encoder_weights=None, **a)
 
 
 def features(x: torch.Tensor, feature_set: str = DEFAULT_FEATURES) -> torch.Tensor:

@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import segmentation_models_pytorch as smp
 import torch
 from scipy import ndimage
 from tqdm import tqdm
 
 import client.plumes as P
-from training.data import CropSampler, head_masks, list_scenes, load_scenes, visible_labels
-from training.model import FEATURE_SETS, PlumeNet
+from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, list_scenes, load_scenes, visible_labels
+from training.model import FEATURE_SETS, PlumeNet, build_net
 from training.simulate import simulate_scene
 from training.sources import _result
 from training.train import dice_bce, evaluate, norm_stats
@@ -33,9 +32,9 @@ ARCH = {"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder
 
 
 def two_channel(arch, mean, std):
+    """PlumeNet with a second output channel, the source heat map."""
     model = PlumeNet(arch, mean, std, "regress")
-    model.net = smp.Unet(in_channels=FEATURE_SETS["regress"], classes=2, encoder_weights=None,
-                         encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8))
+    model.net = build_net(arch, FEATURE_SETS["regress"], classes=2)
     return model
 
 
@@ -56,13 +55,13 @@ def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, plume_weight=
     torch.set_num_threads(2)
     xt, _ = load_scenes(data / "train")
     yt = visible_labels(data / "train", None, 0.02)
-    heads = head_masks(data / "train", yt, None, 8)
+    heads = head_masks(data / "train", yt, None, HEAD_RADIUS_PX)
     n, h, w = yt.shape
     heat = np.zeros((n, h, w), np.float32)
     rr, cc = np.mgrid[:h, :w]
     for k, p in enumerate(list_scenes(data / "train")):
         for s in json.loads(p.with_suffix(".json").read_text()).get("sources", []):
-            if not (heads[k][np.hypot(rr - s["row"], cc - s["col"]) <= 8]).any():
+            if not (heads[k][np.hypot(rr - s["row"], cc - s["col"]) <= HEAD_RADIUS_PX]).any():
                 continue  # the plume's head is not labelled: nothing to see
             g = np.exp(-((rr - s["row"]) ** 2 + (cc - s["col"]) ** 2) / (2 * sigma ** 2))
             g[g < 0.01] = 0
