@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("webapp.run:main", "start Triton and the upload page (what `make run` does)"),
     "simulate": ("training.cli:simulate_main", "simulate Sentinel-2 scenes with methane plumes"),
     "train": ("training.cli:train_main", "train the segmentation model"),
+    "train-source": ("training.cli:train_source_main", "train a source heat-map branch onto a trained model"),
     "export": ("export.cli:export_main", "export a checkpoint to ONNX and the Triton model repository"),
     "repository": ("export.repository:repository_main", "lay out model_repository/ for a target (cpu, onnxruntime, tensorrt)"),
     "baseline": ("training.baseline:baseline_main", "classical B12/B11-ratio segmenter (same outputs as segment)"),

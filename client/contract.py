@@ -29,6 +29,10 @@ SCALE = 10000.0  # stored value = reflectance * SCALE
 NODATA = 0
 MIN_SIZE = 64
 MAX_SIDE = 20000  # pixels; a whole Sentinel-2 tile at 20 m is 5490 x 5490
+# The model's outputs, (N, 1, T, T) float32 each: the plume probability, and in models with a
+# source branch (training/source.py) a heat map whose peaks are the plumes' sources.
+PROBABILITY_OUTPUT = "probability"
+SOURCE_OUTPUT = "source"
 MAX_FILE_MB = 512  # default file size limit (CLI --max-size-mb, web app MAX_UPLOAD_MB)
 
 # GDAL's block cache (decompressed blocks that overlapping tile windows share) defaults to 5 % of

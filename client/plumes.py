@@ -309,6 +309,43 @@ def snap_to_facility(sites, source: tuple[float, float], upwind) -> tuple[float,
     return row, col
 
 
+HEAT_TAU = 0.1  # a source heat-map peak at least this high is a source
+HEAT_MAX_PX = 30.0  # ... of the plume that lies within this many pixels of it
+
+
+def heat_peaks(heat: np.ndarray, tau: float = HEAT_TAU) -> list[tuple[float, float, float]]:
+    """(row, col, height) of the local maxima (3 x 3) of a source heat map at or above tau, each at
+    the heat-weighted centre of its 3 x 3 pixels (sub-pixel), highest first."""
+    from scipy import ndimage
+
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)
+    peaks = (heat == ndimage.maximum_filter(heat, 3)) & (heat >= tau)
+    out = []
+    for r, c in zip(*np.nonzero(peaks)):
+        r0, c0 = max(0, r - 1), max(0, c - 1)
+        wt = heat[r0:r + 2, c0:c + 2].astype(np.float64)
+        gr, gc = np.mgrid[r0:r0 + wt.shape[0], c0:c0 + wt.shape[1]]
+        out.append((float((wt * gr).sum() / wt.sum()), float((wt * gc).sum() / wt.sum()), float(heat[r, c])))
+    return sorted(out, key=lambda t: -t[2])
+
+
+def heat_sources(heat: np.ndarray, labels: np.ndarray, tau: float = HEAT_TAU,
+                 max_px: float = HEAT_MAX_PX) -> dict[int, tuple[float, float]]:
+    """{plume label: (row, col)}: for each labelled plume, the highest heat-map peak (`heat_peaks`)
+    whose nearest plume pixel, within max_px, belongs to it."""
+    from scipy import ndimage
+
+    if not labels.any():
+        return {}
+    dist, (ir, ic) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    out: dict[int, tuple[float, float]] = {}
+    for r, c, _ in heat_peaks(heat, tau):  # highest first: the first peak of a plume is its source
+        ri, ci = min(int(round(r)), labels.shape[0] - 1), min(int(round(c)), labels.shape[1] - 1)
+        if dist[ri, ci] <= max_px:
+            out.setdefault(int(labels[ir[ri, ci], ic[ri, ci]]), (r, c))
+    return out
+
+
 def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
                 wind_ms: float | None = None, facility_step: bool = True) -> list[Plume]:
     """Plume records of a SegmentationResult, largest first.
@@ -317,6 +354,8 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     wind_ms: the 10 m wind speed, if known: adds an IME emission-rate estimate.
     facility_step: move the source to the facility at it (`snap_to_facility`); False measures
     what that step adds (training/sources.py).
+    When the result carries the model's source heat map (`result.source`), a plume's source is its
+    highest heat peak (`heat_sources`); plumes without one keep the upwind end found as above.
     """
     if wind_to_deg is not None and not math.isfinite(wind_to_deg):
         raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
@@ -341,6 +380,8 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     plumes = []
     from scipy import ndimage
 
+    heat = getattr(result, "source", None)
+    from_heat = heat_sources(heat, labels) if heat is not None else {}
     h, w = labels.shape
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
@@ -382,7 +423,7 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
                 surface[pixels[:, 0], pixels[:, 1]] = True
             emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms,
                                  surface)
-        src_row, src_col = src_row + r0, src_col + c0
+        src_row, src_col = from_heat.get(k, (src_row + r0, src_col + c0))
         rows, cols = rows + r0, cols + c0
         x, y = transform @ (src_col + 0.5, src_row + 0.5)
         lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])

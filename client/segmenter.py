@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from client import shm
-from client.contract import BANDS, NODATA, ContractError, Scene, open_scene, read_error
+from client.contract import BANDS, NODATA, SOURCE_OUTPUT, ContractError, Scene, open_scene, read_error
 from client.tiling import Blender, pad_tile, tile_grid
 
 DEFAULT_MODEL = "methane_seg"
@@ -52,6 +52,7 @@ class SegmentationResult:
     model_name: str
     model_version: str
     timings: dict = field(default_factory=dict)
+    source: np.ndarray | None = None  # the source heat map (0..1, NaN on nodata) when the model has one
 
     @property
     def plume_pixels(self) -> int:
@@ -145,14 +146,18 @@ class Segmenter:
             config = client.get_model_config(self.model_name, self.model_version)
             meta = client.get_model_metadata(self.model_name, self.model_version)
         params = {k: v.get("string_value", v.get("stringValue")) for k, v in config.get("parameters", {}).items()}
-        inp, out = config["input"][0], config["output"][0]
+        inp = config["input"][0]
+        names = [o["name"] for o in config["output"]]
+        # The probability comes first; the source heat map when the model has one (training/source.py).
+        outputs = [names[0]] + [n for n in names[1:] if n == SOURCE_OUTPUT]
         dims = [int(d) for d in inp["dims"]]
         if len(dims) != 3 or dims[0] != len(BANDS) or dims[1] != dims[2] or dims[1] <= 0:
             raise TritonUnavailable(f"model {self.model_name} takes {dims}, expected [6, T, T] tiles")
         versions = meta.get("versions") or [""]
         self._model_info = {
             "input": inp["name"],
-            "output": out["name"],
+            "output": outputs[0],
+            "outputs": outputs,
             "datatype": inp.get("data_type", inp.get("dataType", "TYPE_UINT16")).replace("TYPE_", ""),
             "tile": dims[1],
             "max_batch_size": int(config.get("max_batch_size", config.get("maxBatchSize", 1)) or 1),
@@ -178,7 +183,7 @@ class Segmenter:
         pair = getattr(self._local, "shm", None)
         if pair is None:
             try:
-                pair = shm.TilePair(self._client(), self._batch(info), info["tile"], dtype)
+                pair = shm.TilePair(self._client(), self._batch(info), info["tile"], dtype, len(info["outputs"]))
             except Exception as exc:
                 if self.shared_memory == "system":
                     raise TritonUnavailable(f"Triton at {self.url} refused system shared memory: {_short(exc)}") \
@@ -190,23 +195,28 @@ class Segmenter:
         return pair
 
     def _infer(self, info: dict, data: np.ndarray, pair: shm.TilePair | None) -> np.ndarray:
-        """One request; the tensors go through `pair`'s regions when given, else in the request."""
+        """One request -> (n, outputs, T, T); the tensors go through `pair`'s regions when given, else
+        in the request."""
         module = self._module()
         inp = module.InferInput(info["input"], list(data.shape), info["datatype"])
-        out = module.InferRequestedOutput(info["output"])
+        outs = [module.InferRequestedOutput(name) for name in info["outputs"]]
         if pair is not None:
             inp.set_shared_memory(pair.inp.name, pair.write(data))
-            out.set_shared_memory(pair.out.name, len(data) * 4 * info["tile"] ** 2)
+            for k, out in enumerate(outs):
+                out.set_shared_memory(pair.out.name, pair.out_bytes(len(data)), offset=pair.out_offset(k))
         else:
             inp.set_data_from_numpy(data)
         kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-        result = self._client().infer(self.model_name, [inp], outputs=[out], model_version=self.model_version,
+        result = self._client().infer(self.model_name, [inp], outputs=outs, model_version=self.model_version,
                                       **kwargs)
-        return pair.read(len(data)) if pair is not None else result.as_numpy(info["output"])[:, 0]
+        if pair is not None:
+            return pair.read(len(data))
+        return np.stack([result.as_numpy(name)[:, 0] for name in info["outputs"]], axis=1)
 
     # -- inference ----------------------------------------------------------
     def infer_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """(N, 6, T, T) uint16 -> (N, T, T) float32 probabilities, with retries."""
+        """(N, 6, T, T) uint16 -> (N, C, T, T) float32, with retries: channel 0 the plume
+        probability, channel 1 (C = 2) the source heat map when the model has one."""
         info = self.model_info()
         from tritonclient.utils import InferenceServerException
 
@@ -245,7 +255,7 @@ class Segmenter:
         info = self.model_info()
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
         grid = tile_grid(scene.height, scene.width, tile, overlap)
-        blender = Blender(scene.height, scene.width, tile, overlap)
+        blender = Blender(scene.height, scene.width, tile, overlap, channels=len(info["outputs"]))
         batch = self._batch(info)
         chunks = [grid[i : i + batch] for i in range(0, len(grid), batch)]
 
@@ -280,7 +290,11 @@ class Segmenter:
                 pair.close()
             if bar is not None:
                 bar.close()
-        probability = np.clip(blender.result(), 0.0, 1.0)
+        blended = np.clip(blender.result(), 0.0, 1.0)
+        probability = blended[0]
+        source = blended[1] if len(blended) > 1 else None
+        if source is not None:
+            source[~scene.valid] = np.nan
         mask = (probability >= info["threshold"]).astype(np.uint8)
         mask[~scene.valid] = 0
         probability[~scene.valid] = np.nan
@@ -292,6 +306,7 @@ class Segmenter:
             model_name=self.model_name,
             model_version=info["version"],
             timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid)},
+            source=source,
         )
 
     @staticmethod

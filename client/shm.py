@@ -52,9 +52,9 @@ class Region:
             self._unlink()
             raise
 
-    def array(self, shape, dtype) -> np.ndarray:
-        """A view of the region's start as an array (no copy)."""
-        return np.ndarray(shape, dtype=dtype, buffer=self._shm.buf)
+    def array(self, shape, dtype, offset: int = 0) -> np.ndarray:
+        """A view of the region from byte `offset` as an array (no copy)."""
+        return np.ndarray(shape, dtype=dtype, buffer=self._shm.buf, offset=offset)
 
     def close(self) -> None:
         try:
@@ -72,15 +72,17 @@ class Region:
 
 
 class TilePair:
-    """The input and output regions of one worker: `batch` tiles of (6, T, T) in, (1, T, T) float32 out."""
+    """The input and output regions of one worker: `batch` tiles of (6, T, T) in; out, for each of
+    `outputs` output tensors, `batch` tiles of (1, T, T) float32 one after the other."""
 
-    def __init__(self, client, batch: int, tile: int, in_dtype):
+    def __init__(self, client, batch: int, tile: int, in_dtype, outputs: int = 1):
         self.in_shape = (batch, 6, tile, tile)
         self.out_shape = (batch, 1, tile, tile)
+        self.outputs = int(outputs)
         self.in_dtype = np.dtype(in_dtype)
         self.inp = Region(client, int(np.prod(self.in_shape)) * self.in_dtype.itemsize, "in")
         try:
-            self.out = Region(client, int(np.prod(self.out_shape)) * 4, "out")
+            self.out = Region(client, self.outputs * int(np.prod(self.out_shape)) * 4, "out")
         except Exception:
             self.inp.close()
             raise
@@ -91,9 +93,18 @@ class TilePair:
         self.inp.array((n,) + self.in_shape[1:], self.in_dtype)[...] = data
         return data.nbytes
 
+    def out_offset(self, k: int) -> int:
+        """Byte offset of output tensor k in the out region."""
+        return k * int(np.prod(self.out_shape)) * 4
+
+    def out_bytes(self, n: int) -> int:
+        """Bytes of n tiles of one output tensor."""
+        return n * int(np.prod(self.out_shape[1:])) * 4
+
     def read(self, n: int) -> np.ndarray:
-        """A copy of the first n output tiles, (n, T, T) float32."""
-        return self.out.array((n,) + self.out_shape[1:], np.float32)[:, 0].copy()
+        """A copy of the first n tiles of each output, (n, outputs, T, T) float32."""
+        return np.stack([self.out.array((n,) + self.out_shape[1:], np.float32, self.out_offset(k))[:, 0]
+                         for k in range(self.outputs)], axis=1)
 
     def close(self) -> None:
         self.inp.close()

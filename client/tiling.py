@@ -74,21 +74,24 @@ def blend_weights(tile: int, overlap: int) -> np.ndarray:
 
 
 class Blender:
-    """Accumulates weighted tile predictions into a scene-sized map."""
+    """Accumulates weighted tile predictions (channels, T, T) into scene-sized maps (channels, H, W)."""
 
-    def __init__(self, height: int, width: int, tile: int, overlap: int):
-        self.sum = np.zeros((height, width), dtype=np.float32)
+    def __init__(self, height: int, width: int, tile: int, overlap: int, channels: int = 1):
+        self.sum = np.zeros((channels, height, width), dtype=np.float32)
         self.weight = np.zeros((height, width), dtype=np.float32)
         self.window = blend_weights(tile, overlap)
 
     def add(self, t: Tile, prediction: np.ndarray) -> None:
+        """prediction: (channels, T, T), or (T, T) with one channel."""
         w = self.window[: t.height, : t.width]
         rows = slice(t.row, t.row + t.height)
         cols = slice(t.col, t.col + t.width)
-        self.sum[rows, cols] += prediction[: t.height, : t.width] * w
+        prediction = prediction.reshape((len(self.sum),) + prediction.shape[-2:])
+        self.sum[:, rows, cols] += prediction[:, : t.height, : t.width] * w
         self.weight[rows, cols] += w
 
     def result(self) -> np.ndarray:
+        """(channels, H, W) weighted means (0 where no tile fell)."""
         out = np.zeros_like(self.sum)
         np.divide(self.sum, self.weight, out=out, where=self.weight > 0)
         return out

@@ -137,14 +137,16 @@ def session(path, threads: int):
 def compare_quality(fp32_path, int8_path, test_dir, n: int, threshold: float) -> dict:
     s32, s8 = session(fp32_path, 0), session(int8_path, 0)
     c = {"fp32": [0, 0], "int8": [0, 0], "agree": [0, 0]}
-    max_diff = 0.0
+    max_diff = source_diff = 0.0
     scenes = 0
     flagged = {"fp32": 0, "int8": 0, "both": 0}
     for data, truth in test_scenes(test_dir, n):
         x = data[None]
-        p32 = s32.run(None, {"reflectance": x})[0][0, 0]
-        p8 = s8.run(None, {"reflectance": x})[0][0, 0]
+        o32, o8 = s32.run(None, {"reflectance": x}), s8.run(None, {"reflectance": x})
+        p32, p8 = o32[0][0, 0], o8[0][0, 0]
         max_diff = max(max_diff, float(np.abs(p32 - p8).max()))
+        if len(o32) > 1:  # the source heat map
+            source_diff = max(source_diff, float(np.abs(o32[1] - o8[1]).max()))
         m32, m8 = p32 >= threshold, p8 >= threshold
         for key, a, b in (("fp32", m32, truth), ("int8", m8, truth), ("agree", m8, m32)):
             c[key][0] += int((a & b).sum())
@@ -155,7 +157,8 @@ def compare_quality(fp32_path, int8_path, test_dir, n: int, threshold: float) ->
         flagged["both"] += f32 and f8
         scenes += 1
     iou = {k: (i / u if u else 1.0) for k, (i, u) in c.items()}
-    return {"scenes": scenes, "threshold": threshold, "iou_fp32": iou["fp32"], "iou_int8": iou["int8"],
+    extra = {"source_max_abs_diff": source_diff} if len(s32.get_outputs()) > 1 else {}
+    return {**extra, "scenes": scenes, "threshold": threshold, "iou_fp32": iou["fp32"], "iou_int8": iou["int8"],
             "iou_delta": abs(iou["int8"] - iou["fp32"]), "mask_iou_int8_vs_fp32": iou["agree"],
             "max_abs_prob_diff": max_diff, "tolerance": IOU_TOL,
             "scenes_flagged": flagged, "detect_pixels": DETECT_PIXELS}

@@ -20,10 +20,10 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from client.contract import BANDS
+from client.contract import BANDS, PROBABILITY_OUTPUT, SOURCE_OUTPUT
 
 INPUT_NAME = "reflectance"
-OUTPUT_NAME = "probability"
+OUTPUT_NAME = PROBABILITY_OUTPUT
 OPSET = 17
 TILE_SIZE = 256
 PARITY_TOL = 1e-4
@@ -118,18 +118,26 @@ def unet_to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
     return half
 
 
+def output_names(model: torch.nn.Module) -> list[str]:
+    """The exported outputs: the probability, and the source heat map for a SourcePlumeNet."""
+    from training.model import SourcePlumeNet
+
+    return [OUTPUT_NAME, SOURCE_OUTPUT] if isinstance(model, SourcePlumeNet) else [OUTPUT_NAME]
+
+
 def trace_float_onnx(model: torch.nn.Module, tile: int = TILE_SIZE) -> onnx.ModelProto:
     """Trace `model` (raw reflectance -> logits) with the sigmoid folded in; float32 input."""
     from training.model import ProbabilityModel
 
     wrapped = ProbabilityModel(model.cpu().eval()).eval()
     dummy = torch.full((1, len(BANDS), tile, tile), 2000.0)
+    names = output_names(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "f32.onnx"
         torch.onnx.export(
-            wrapped, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            wrapped, (dummy,), str(path), input_names=[INPUT_NAME], output_names=names,
             opset_version=OPSET, dynamo=False, do_constant_folding=True,
-            dynamic_axes={INPUT_NAME: {0: "N", 2: "H", 3: "W"}, OUTPUT_NAME: {0: "N", 2: "H", 3: "W"}},
+            dynamic_axes={name: {0: "N", 2: "H", 3: "W"} for name in [INPUT_NAME, *names]},
         )
         return onnx.load(str(path))
 
@@ -171,18 +179,20 @@ def export_onnx(model: torch.nn.Module, onnx_path: str | Path, tile: int = TILE_
 
 
 def check_parity(model: torch.nn.Module, onnx_path, scenes: list[np.ndarray], tol: float = PARITY_TOL) -> float:
-    """Max |onnxruntime - PyTorch| over `scenes` ((6, H, W) uint16 each); raises ExportError above tol."""
+    """Max |onnxruntime - PyTorch| over `scenes` ((6, H, W) uint16 each) and every output; raises
+    ExportError above tol."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    if inp.name != INPUT_NAME or inp.type != "tensor(uint16)" or out.name != OUTPUT_NAME:
-        raise ExportError(f"ONNX signature is {inp.name}:{inp.type} -> {out.name}:{out.type}")
+    inp, outs = sess.get_inputs()[0], [o.name for o in sess.get_outputs()]
+    names = output_names(model)
+    if inp.name != INPUT_NAME or inp.type != "tensor(uint16)" or outs != names:
+        raise ExportError(f"ONNX signature is {inp.name}:{inp.type} -> {outs}, expected {names}")
     worst = 0.0
     model = model.cpu().eval()
     for x in scenes:
         x = np.ascontiguousarray(x[None].astype(np.uint16))
-        got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        got = np.concatenate(sess.run(names, {INPUT_NAME: x}), axis=1)
         with torch.no_grad():
             ref = torch.sigmoid(model(torch.from_numpy(x.astype(np.float32)))).numpy()
         if got.shape != ref.shape or got.dtype != np.float32:
@@ -220,15 +230,19 @@ def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP
     sess = ort.InferenceSession(str(fp16_path), providers=["CPUExecutionProvider"])
     model = model.cpu().eval()
     counts = {"fp32": [0, 0], "fp16": [0, 0]}  # intersection, union
-    max_diff = 0.0
+    max_diff = source_diff = 0.0
+    names = output_names(model)
     for k in range(n):
         sim = simulate_scene(2_950_000 + k, size=256, n_sources=1, q_kg_h=float(np.geomspace(1000, 20000, n)[k]))
         x = sim.data[None]
         truth = sim.mask.astype(bool)
         with torch.no_grad():
-            ref = torch.sigmoid(model(torch.from_numpy(x.astype(np.float32)))).numpy()[0, 0]
-        half = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0][0, 0]
+            both = torch.sigmoid(model(torch.from_numpy(x.astype(np.float32)))).numpy()[0]
+        got = sess.run(names, {INPUT_NAME: x})
+        ref, half = both[0], got[0][0, 0]
         max_diff = max(max_diff, float(np.abs(half - ref).max()))
+        if len(got) > 1:
+            source_diff = max(source_diff, float(np.abs(got[1][0, 0] - both[1]).max()))
         for key, prob in (("fp32", ref), ("fp16", half)):
             pred = prob >= threshold
             counts[key][0] += int((pred & truth).sum())
@@ -236,6 +250,8 @@ def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP
     iou = {k: (i / u if u else 1.0) for k, (i, u) in counts.items()}
     report = {"scenes": n, "iou_pytorch_fp32": iou["fp32"], "iou_onnx_fp16": iou["fp16"],
               "iou_delta": abs(iou["fp16"] - iou["fp32"]), "max_abs_diff": max_diff, "tolerance": FP16_IOU_TOL}
+    if len(names) > 1:
+        report["source_max_abs_diff"] = source_diff
     if report["iou_delta"] > FP16_IOU_TOL:
         raise ExportError(f"FP16 parity failed: plume IoU {iou['fp16']:.4f} vs {iou['fp32']:.4f} in PyTorch "
                           f"(|delta| {report['iou_delta']:.4f} > {FP16_IOU_TOL})")
@@ -249,7 +265,7 @@ def build_metadata(ck: dict, parity: float) -> dict:
     arch = ck["arch"]
     features = ck.get("features", DEFAULT_FEATURES)
     vm = {k: v for k, v in ck.get("val_metrics", {}).items()}
-    return {
+    meta = {
         "name": "methane_seg",
         "bands": list(BANDS),
         "input": {"name": INPUT_NAME, "dtype": "uint16", "layout": "NCHW", "shape": [-1, len(BANDS), -1, -1],
@@ -271,6 +287,13 @@ def build_metadata(ck: dict, parity: float) -> dict:
         "onnx_parity_max_abs_diff": parity,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    if "source" in ck:  # a source branch (training/source.py): a second output
+        meta["outputs"] = [meta["output"], {
+            "name": SOURCE_OUTPUT, "dtype": "float32", "layout": "NCHW", "shape": [-1, 1, -1, -1],
+            "meaning": "plume-source heat map 0..1 (peaks at the sources)"}]
+        meta["source"] = {k: ck["source"][k] for k in ("sigma", "epochs", "val_metrics") if k in ck["source"]}
+        meta["architecture"] += " + source branch (second decoder)"
+    return meta
 
 
 def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, write_repository=True,

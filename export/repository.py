@@ -65,11 +65,7 @@ input [
   }}
 ]
 output [
-  {{
-    name: "{output_name}"         # plume probability 0..1
-    data_type: TYPE_FP32
-    dims: [ 1, {tile}, {tile} ]
-  }}
+{outputs}
 ]
 
 # Serve the newest version only; adding version N+1 and reloading swaps it in.
@@ -123,6 +119,21 @@ NO_BATCHING = """# No dynamic batching on CPU instances: a batch costs the same 
 
 """
 
+OUTPUT = """\
+  {{
+    name: "{name}"{pad}# {meaning}
+    data_type: TYPE_FP32
+    dims: [ 1, {tile}, {tile} ]
+  }}"""
+MEANINGS = {"probability": "plume probability 0..1", "source": "plume-source heat map 0..1 (peaks at the sources)"}
+
+
+def model_outputs(metadata: dict) -> list[dict]:
+    """The model's output tensors, probability first: metadata "outputs" (models with a source
+    branch), else the one "output"."""
+    return list(metadata.get("outputs") or [metadata["output"]])
+
+
 PARAMETER = 'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
 
 
@@ -162,7 +173,9 @@ def render_config(
         backend_line=backend_line,
         max_batch_size=max_batch_size,
         input_name=metadata["input"]["name"],
-        output_name=metadata["output"]["name"],
+        outputs=",\n".join(OUTPUT.format(name=o["name"], pad=" " * max(1, 20 - len(o["name"])),
+                                          meaning=o.get("meaning") or MEANINGS.get(o["name"], o["name"]),
+                                          tile=int(metadata["tile_size"])) for o in model_outputs(metadata)),
         bands=len(metadata["bands"]),
         tile=int(metadata["tile_size"]),
         batching=BATCHING.format(

@@ -17,7 +17,7 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     doc = json.loads((out / "sources.json").read_text())
     assert doc["settings"]["n"] == 6
     errors, summary = doc["errors_px"], doc["summary"]
-    assert set(errors) == {"model", "model_no_facility", "model_wind", "truth"}
+    assert set(errors) == {"model", "model_no_heat", "model_no_facility", "model_wind", "truth"}
     assert all(len(e) == 6 for e in errors.values())
     # The simulator's own masks are always found, and the source step puts nearly all of their
     # sources within 2 px (measured: 6 of these 6; 90-95 % over hundreds of scenes).

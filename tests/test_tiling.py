@@ -27,6 +27,16 @@ def test_blending_reassembles_an_image_exactly(shape):
         patch = extract_tile(image[None], t, tile)[0]
         assert patch.shape == (tile, tile)
         blender.add(t, patch)
+    np.testing.assert_allclose(blender.result()[0], image, rtol=1e-5, atol=1e-6)
+
+
+def test_blending_keeps_channels_apart():
+    """Two outputs (probability and source heat map) blend with the same weights, each on its own."""
+    rng = np.random.default_rng(1)
+    image = rng.random((2, 300, 280)).astype(np.float32)
+    blender = Blender(300, 280, 256, 32, channels=2)
+    for t in tile_grid(300, 280, 256, 32):
+        blender.add(t, extract_tile(image, t, 256))
     np.testing.assert_allclose(blender.result(), image, rtol=1e-5, atol=1e-6)
 
 

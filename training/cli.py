@@ -62,3 +62,9 @@ def train_main(argv: list[str]) -> int:
     from training.train import main
 
     return main(argv)
+
+
+def train_source_main(argv: list[str]) -> int:
+    from training.source import main
+
+    return main(argv)

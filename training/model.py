@@ -8,6 +8,9 @@ signal), per-channel (x - mean) / std with statistics from the training data.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,8 +151,8 @@ class PlumeNet(nn.Module):
         self.feature_set = feature_set
         n = FEATURE_SETS[feature_set]
         self.net = build_net(self.arch, n)
-        mean = torch.zeros(n) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
-        std = torch.ones(n) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        mean = torch.zeros(n) if mean is None else torch.tensor(np.asarray(mean, dtype=np.float32))
+        std = torch.ones(n) if std is None else torch.tensor(np.asarray(std, dtype=np.float32))
         self.register_buffer("mean", mean.reshape(1, n, 1, 1).clone())
         self.register_buffer("std", std.reshape(1, n, 1, 1).clone())
 
@@ -159,19 +162,129 @@ class PlumeNet(nn.Module):
 
 
 class ProbabilityModel(nn.Module):
-    """What is exported: reflectance -> probability (sigmoid folded in)."""
+    """What is exported: reflectance -> probability (sigmoid folded in); for a SourcePlumeNet the
+    tuple (probability, source heat map), each (N, 1, H, W)."""
 
     def __init__(self, model: PlumeNet):
         super().__init__()
         self.model = model
 
-    def forward(self, reflectance: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(reflectance))
+    def forward(self, reflectance: torch.Tensor):
+        p = torch.sigmoid(self.model(reflectance))
+        if p.shape[1] == 1:
+            return p
+        return p[:, :1], p[:, 1:]
 
 
 def load_checkpoint(path, map_location="cpu") -> tuple[PlumeNet, dict]:
+    """A plume network (`methane-seg train`) or a plume + source network (`methane-seg
+    train-source`, its checkpoint has "source") and the checkpoint's dict."""
     ck = torch.load(path, map_location=map_location, weights_only=False)
-    m = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES))
+    cls = SourcePlumeNet if "source" in ck else PlumeNet
+    m = cls(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES))
     m.load_state_dict(ck["model"])
     m.eval()
     return m, ck
+
+
+def fuse_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d into the Conv2d before it (eval statistics), in place: the BN becomes
+    an Identity and the conv gets a bias. The network then computes the same function in train and
+    eval mode, which a frozen base under a trained source branch needs (and it is what an ONNX
+    export holds: `training.onnx_import` rebuilds a network in this form)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    prev_name, prev = None, None
+    for name, mod in list(net.named_modules()):
+        if isinstance(mod, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d):
+            fused = fuse_conv_bn_eval(prev.eval(), mod.eval())
+            _set_module(net, prev_name, fused)
+            _set_module(net, name, nn.Identity())
+        prev_name, prev = name, mod
+    return net
+
+
+def add_conv_biases(net: nn.Module) -> nn.Module:
+    """The structure of `fuse_batchnorm` without its numbers: BNs after convs become Identity and
+    those convs get a (zero) bias, so that a fused state dict loads."""
+    prev_name, prev = None, None
+    for name, mod in list(net.named_modules()):
+        if isinstance(mod, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d):
+            if prev.bias is None:
+                prev.bias = nn.Parameter(torch.zeros(prev.out_channels))
+            _set_module(net, name, nn.Identity())
+        prev_name, prev = name, mod
+    return net
+
+
+def _set_module(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent, _, leaf = dotted.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+
+
+SOURCE_HIDDEN = 16  # channels of the source head's hidden layer
+SOURCE_PRIOR = 0.01  # the source heat map starts here (bias), or its loss swamps everything
+
+
+class SourcePlumeNet(PlumeNet):
+    """The plume network (BatchNorm folded, frozen while the source branch trains) and a source
+    branch: a second U-Net decoder on the same encoder features, started as a copy of the plume
+    decoder, whose output and the plume logit go through a small head to a heat map of plume
+    sources (peaks at the emission points, CenterNet-style). forward -> (N, 2, H, W) logits:
+    channel 0 the plume, channel 1 the source heat map."""
+
+    def __init__(self, arch: dict | None = None, mean=None, std=None, feature_set: str = DEFAULT_FEATURES):
+        super().__init__(arch, mean, std, feature_set)
+        add_conv_biases(self.net)
+        # Called as one module (its nodes keep their /model/net/ names in the ONNX graph, which is
+        # what the FP16 and INT8 conversions select), returning the encoder features as well.
+        self.net.__class__ = _returning_features(type(self.net))
+        self.source_decoder = _copy(self.net.decoder)
+        width = self.net.segmentation_head[0].in_channels
+        self.source_head = nn.Sequential(
+            nn.Conv2d(width + 1, SOURCE_HIDDEN, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(SOURCE_HIDDEN, 1, 3, padding=1))
+        with torch.no_grad():
+            self.source_head[-1].bias.fill_(float(torch.logit(torch.tensor(SOURCE_PRIOR))))
+
+    @classmethod
+    def from_plumenet(cls, base: PlumeNet) -> "SourcePlumeNet":
+        """A source network around a trained plume network (copied, BatchNorm folded)."""
+        m = cls(base.arch, base.mean.flatten(), base.std.flatten(), base.feature_set)
+        fused = fuse_batchnorm(_copy(base.net).eval())
+        m.net.load_state_dict(fused.state_dict())
+        m.source_decoder.load_state_dict(m.net.decoder.state_dict())
+        return m
+
+    def base_parameters(self):
+        return self.net.parameters()
+
+    def source_parameters(self):
+        return [*self.source_decoder.parameters(), *self.source_head.parameters()]
+
+    def encode(self, x: torch.Tensor):
+        """Encoder features and the plume logits."""
+        return self.net((features(x, self.feature_set) - self.mean) / self.std)
+
+    def source_logits(self, f, plume: torch.Tensor) -> torch.Tensor:
+        return self.source_head(torch.cat([self.source_decoder(f), plume], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f, plume = self.encode(x)
+        return torch.cat([plume, self.source_logits(f, plume)], dim=1)
+
+
+@functools.cache
+def _returning_features(cls: type) -> type:
+    """A subclass of an smp model class whose forward returns (encoder features, logits)."""
+    def forward(self, x):
+        f = self.encoder(x)
+        return f, self.segmentation_head(self.decoder(f))
+
+    return type(cls.__name__ + "WithFeatures", (cls,), {"forward": forward})
+
+
+def _copy(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module)

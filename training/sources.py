@@ -6,7 +6,8 @@ Simulates N scenes of 256 x 256 pixels, each with one source of Q kg/h and no cl
 with the graph and threshold that the model repository serves on CPU (metadata.json's
 cpu_onnx_file, run in process: one tile per scene, as Triton runs it); traces the plumes with
 client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
-is found, the distance in pixels from the true source to the nearest source point. The same is done
+is found, the distance in pixels from the true source to the nearest source point (with the model's
+source heat map where it has one). The same is done tracing the source upwind without the heat map,
 without the facility step, told the wind direction, and on the simulator's own masks (what the
 source step reaches when the mask is right). Prints a table, writes sources.json and sources.png
 (the share of sources within d pixels against d).
@@ -28,9 +29,10 @@ from client.segmenter import SegmentationResult
 
 WITHIN_PX = 2.0  # issue #6: a source point within 2 pixels of the true source
 VARIANTS = {
-    "model": "served model's mask",
-    "model_no_facility": "served model's mask, without the facility step",
-    "model_wind": "served model's mask, told the wind direction",
+    "model": "served model (mask and, where it has one, source heat map)",
+    "model_no_heat": "served model's mask, source traced upwind (no heat map)",
+    "model_no_facility": "served model's mask, traced, without the facility step",
+    "model_wind": "served model's mask, traced, told the wind direction",
     "truth": "simulator's own mask",
 }
 
@@ -55,12 +57,13 @@ def served_model(model_dir: Path):
     return session, float(meta.get("threshold", 0.5))
 
 
-def _result(sim, probability: np.ndarray, mask: np.ndarray, threshold: float) -> SegmentationResult:
+def _result(sim, probability: np.ndarray, mask: np.ndarray, threshold: float,
+            source: np.ndarray | None = None) -> SegmentationResult:
     height, width = mask.shape
     scene = Scene(data=sim.data, profile=scene_profile(sim.crs, sim.transform, height, width),
                   valid=np.ones((height, width), bool), name=f"seed {sim.meta.get('seed', '')}")
     return SegmentationResult(scene=scene, probability=probability, mask=mask.astype(np.uint8),
-                              threshold=threshold, model_name="in-process", model_version="")
+                              threshold=threshold, model_name="in-process", model_version="", source=source)
 
 
 def source_error(result: SegmentationResult, source: dict, **find) -> float | None:
@@ -84,11 +87,15 @@ def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = 
     for s in tqdm(range(seed, seed + n), desc="sources", disable=not progress):
         sim = simulate_scene(seed=s, size=256, n_sources=1, q_kg_h=q_kg_h, clouds=False)
         src = sim.meta["sources"][0]
-        prob = session.run(None, {name: sim.data[None]})[0][0, 0]
-        served = _result(sim, prob, prob >= threshold, threshold)
+        outs = session.run(None, {name: sim.data[None]})
+        prob = outs[0][0, 0]
+        heat = outs[1][0, 0] if len(outs) > 1 else None  # the source heat map (training/source.py)
+        served = _result(sim, prob, prob >= threshold, threshold, source=heat)
         errors["model"].append(source_error(served, src))
-        errors["model_no_facility"].append(source_error(served, src, facility_step=False))
-        errors["model_wind"].append(source_error(served, src, wind_to_deg=src["wind_to_deg"]))
+        traced = _result(sim, prob, prob >= threshold, threshold)
+        errors["model_no_heat"].append(source_error(traced, src))
+        errors["model_no_facility"].append(source_error(traced, src, facility_step=False))
+        errors["model_wind"].append(source_error(traced, src, wind_to_deg=src["wind_to_deg"]))
         truth = sim.mask == 1
         errors["truth"].append(source_error(_result(sim, truth.astype(np.float32), truth, 0.5), src))
     return errors
@@ -105,11 +112,11 @@ def summarise(errors: dict) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"{'masks':<50} {'found':>9} {'within 2 px':>12} {'median px':>10}"]
+    lines = [f"{'masks':<62} {'found':>9} {'within 2 px':>12} {'median px':>10}"]
     for variant, r in summary.items():
         share = "n/a" if r["within_2px"] is None else f"{100 * r['within_2px']:.0f} %"
         median = "n/a" if r["median_px"] is None else f"{r['median_px']:.2f}"
-        lines.append(f"{VARIANTS[variant]:<50} {r['found']:>4}/{r['scenes']:<4} {share:>12} {median:>10}")
+        lines.append(f"{VARIANTS[variant]:<62} {r['found']:>4}/{r['scenes']:<4} {share:>12} {median:>10}")
     return "\n".join(lines)
 
 

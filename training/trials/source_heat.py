@@ -8,8 +8,10 @@ repository root with the training extra installed:
 
 DATA holds train/ and val/ from `methane-seg simulate` (as `make model` writes them); MASKS.npy
 holds the served model's masks (np.packbits of prob >= threshold, one row per scene) of the N
-scenes from SEED0 (256 px, one source of 30 t/h, no clouds). When this becomes a feature it goes
-into train.py (`--source-sigma`), the exporter and the client, with tests.
+scenes from SEED0 (256 px, one source of 30 t/h, no clouds). The product's version is a source branch trained
+onto the frozen served network (training/source.py, `methane-seg train-source`); the decoding here
+is the product's (client.plumes.heat_sources, through find_plumes), which groups mask pieces within
+GAP_PX into one plume where this trial first took 8-connected components.
 """
 import json
 import sys
@@ -18,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from tqdm import tqdm
 
 import client.plumes as P
@@ -26,6 +27,7 @@ from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, list_scenes, 
 from training.model import FEATURE_SETS, PlumeNet, build_net
 from training.simulate import simulate_scene
 from training.sources import _result
+from training.source import heat_loss
 from training.train import dice_bce, evaluate, norm_stats
 
 ARCH = {"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
@@ -36,15 +38,6 @@ def two_channel(arch, mean, std):
     model = PlumeNet(arch, mean, std, "regress")
     model.net = build_net(arch, FEATURE_SETS["regress"], classes=2)
     return model
-
-
-def heat_loss(logit, t):
-    """CenterNet's penalty-reduced focal loss; t: Gaussian targets, 1 at each source pixel."""
-    p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
-    pos = (t >= 0.999).float()
-    lp = -(1 - p) ** 2 * torch.log(p) * pos
-    ln = -((1 - t) ** 4) * p ** 2 * torch.log(1 - p) * (1 - pos)
-    return (lp.sum() + ln.sum()) / pos.sum().clamp_min(1.0)
 
 
 def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, plume_weight=1.0, epochs=8, weight=0.5, spe=325,
@@ -94,34 +87,6 @@ def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, plume_weight=
                     "metrics": m, "threshold": m["threshold"]}, out / "last.pt")
 
 
-def heat_sources(heat, mask, tau=0.1, dmax=30.0, min_pixels=P.MIN_PIXELS):
-    """(component of a point, {component: (row, col)}): the strongest heat peak >= tau within dmax
-    px of each mask component, at the heat-weighted centre of its 3 x 3 pixels."""
-    lab, n = ndimage.label(mask, np.ones((3, 3)))
-    if n == 0:
-        return lambda r, c: 0, {}
-    dist, (ir, ic) = ndimage.distance_transform_edt(lab == 0, return_indices=True)
-    peaks = (heat == ndimage.maximum_filter(heat, 3)) & (heat >= tau) & (dist <= dmax)
-    sizes = np.bincount(lab.ravel())
-    best = {}
-    for r, c in zip(*np.nonzero(peaks)):
-        k = lab[ir[r, c], ic[r, c]]
-        if sizes[k] >= min_pixels and (k not in best or heat[r, c] > best[k][0]):
-            best[k] = (heat[r, c], r, c)
-    out = {}
-    for k, (_, r, c) in best.items():
-        r0, c0 = max(0, r - 1), max(0, c - 1)
-        wt = heat[r0:r + 2, c0:c + 2].astype(np.float64)
-        gr, gc = np.mgrid[r0:r0 + wt.shape[0], c0:c0 + wt.shape[1]]
-        out[k] = ((wt * gr).sum() / wt.sum(), (wt * gc).sum() / wt.sum())
-
-    def near(r, c):
-        r = min(max(int(round(r)), 0), lab.shape[0] - 1)
-        c = min(max(int(round(c)), 0), lab.shape[1] - 1)
-        return lab[ir[r, c], ic[r, c]]
-    return near, out
-
-
 def score(ckpt: Path, masks_file: Path, seed0: int, n: int):
     torch.set_num_threads(2)
     ck = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -140,8 +105,8 @@ def score(ckpt: Path, masks_file: Path, seed0: int, n: int):
             heat = torch.sigmoid(model(torch.from_numpy(sim.data[None].astype(np.float32))))[0, 1].numpy()
         src = sim.meta["sources"][0]
         classic = [(p.source_row, p.source_col) for p in plumes]
-        near, hs = heat_sources(heat, mask)
-        points = list(hs.values()) + [(r, c) for r, c in classic if near(r, c) not in hs]
+        with_heat = P.find_plumes(_result(sim, mask.astype(np.float32), mask, 0.5, source=heat))
+        points = [(p.source_row, p.source_col) for p in with_heat]
         err = lambda pts: min(np.hypot(r - src["row"], c - src["col"]) for r, c in pts)  # noqa: E731
         found += 1
         classic_ok += err(classic) <= 2

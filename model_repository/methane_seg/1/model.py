@@ -2,6 +2,9 @@
 
 Triton hands `execute` every request its dynamic batcher gathered; they are
 concatenated into one batch, run once, and split back, so batching pays off.
+Every output of the configuration is computed in the one run (the plume probability
+and, in models with a source branch, the source heat map); Triton returns a request
+the ones it asked for.
 The ONNX file (`model.onnx`) sits beside this file in the version folder;
 normalisation and the sigmoid are inside the graph, so nothing heavy runs here.
 """
@@ -19,7 +22,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.input_name = config["input"][0]["name"]
-        self.output_name = config["output"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"]]  # probability[, source]
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
@@ -36,15 +39,16 @@ class TritonPythonModel:
         sizes = [x.shape[0] for x in inputs]
         try:
             batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs, axis=0)
-            (out,) = self.session.run([self.output_name], {self.input_name: batch})
+            outs = self.session.run(self.output_names, {self.input_name: batch})
         except Exception as exc:  # one bad batch must not take the model down
             error = pb_utils.TritonError(f"inference failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses = []
         start = 0
         for n in sizes:
-            tensor = pb_utils.Tensor(self.output_name, np.ascontiguousarray(out[start:start + n]))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + n]))
+                       for name, out in zip(self.output_names, outs)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += n
         return responses
 

@@ -1,0 +1,68 @@
+"""Source points from the model's source heat map (client.plumes.heat_peaks / heat_sources, used by
+find_plumes when a SegmentationResult carries `source`)."""
+
+import numpy as np
+
+from client.plumes import heat_peaks, heat_sources
+from client.plumes import _label as plume_labels
+
+
+def _scene():
+    mask = np.zeros((64, 64), bool)
+    mask[30:33, 20:50] = True  # a plume along the columns
+    mask[5:8, 5:8] = True  # a second plume, no peak near it
+    heat = np.zeros((64, 64), np.float32)
+    heat[31, 12], heat[31, 13], heat[31, 11] = 0.8, 0.4, 0.4  # the source, 7 px upwind of the mask
+    heat[31, 30] = 0.3  # a weaker peak on the same plume: not its source
+    heat[60, 60] = 0.9  # a peak far from any plume: ignored
+    heat[40, 35] = 0.05  # below the threshold: ignored
+    return heat, mask
+
+
+def test_peaks_are_local_maxima_above_tau_at_the_heat_weighted_centre_highest_first():
+    heat, _ = _scene()
+    heat[10, 40], heat[10, 41] = 0.6, 0.2  # an asymmetric peak: its centre moves towards the neighbour
+    peaks = heat_peaks(heat, 0.1)
+    assert [round(h, 2) for _, _, h in peaks] == [0.9, 0.8, 0.6, 0.3]
+    r, c, _ = peaks[2]
+    assert r == 10 and abs(c - (40 * 0.6 + 41 * 0.2) / 0.8) < 1e-6
+    assert heat_peaks(np.zeros((8, 8), np.float32)) == []
+
+
+def test_the_highest_peak_near_a_plume_is_its_source():
+    heat, mask = _scene()
+    labels, _ = plume_labels(mask)
+    found = heat_sources(heat, labels, tau=0.1, max_px=30.0)
+    assert list(found) == [labels[31, 25]]  # the other plume keeps the traced source
+    row, col = found[labels[31, 25]]
+    assert abs(row - 31) < 1e-9 and abs(col - 12) < 1e-9  # symmetric neighbours: centred on the peak
+
+
+def test_peaks_beyond_max_px_or_without_a_plume_give_nothing():
+    heat, mask = _scene()
+    labels, _ = plume_labels(mask)
+    # the source lies 8 px from the mask: beyond 5 px only the weaker peak on the plume is left
+    assert heat_sources(heat, labels, tau=0.1, max_px=5.0) == {labels[31, 25]: (31.0, 30.0)}
+    assert heat_sources(heat, np.zeros_like(labels)) == {}
+    assert heat_sources(np.full(mask.shape, np.nan, np.float32), labels) == {}  # nodata heat
+
+
+def test_find_plumes_takes_the_source_from_the_heat_map():
+    from training.simulate import simulate_scene
+    from training.sources import _result
+
+    sim = simulate_scene(seed=3_100_001, size=256, n_sources=1, q_kg_h=30000.0, clouds=False)
+    truth = sim.mask == 1
+    src = sim.meta["sources"][0]
+    heat = np.zeros(truth.shape, np.float32)
+    r, c = int(round(src["row"])), int(round(src["col"]))
+    heat[r, c] = 0.9
+    from client.plumes import find_plumes
+
+    traced = find_plumes(_result(sim, truth.astype(np.float32), truth, 0.5))
+    with_heat = find_plumes(_result(sim, truth.astype(np.float32), truth, 0.5, source=heat))
+    assert len(with_heat) == len(traced) >= 1
+    best = min(with_heat, key=lambda p: np.hypot(p.source_row - r, p.source_col - c))
+    assert (best.source_row, best.source_col) == (r, c)
+    # the lon/lat follow the heat-map source
+    assert best.source_lon != 0 and [p.pixels for p in with_heat] == [p.pixels for p in traced]
