@@ -30,9 +30,9 @@ test: $(VENV)/.test
 test-fast: $(VENV)/.test
 	$(BIN)/python -m pytest -ra -m "not slow"
 
-# Reproduce the committed model: simulate -> train -> export (FP32, FP16, INT8 if it holds its gates)
-# -> evaluate -> report (outside CI;
-# about 45 min on 2 quiet cores; CUDA is used when present). See README "Model and quality".
+# Reproduce the committed model: simulate -> train -> train the source branch onto it -> export (FP32,
+# FP16, INT8 if it holds its gates) -> evaluate -> report (outside CI;
+# about 75 min on 2 quiet cores; CUDA is used when present). See README "Model and quality".
 MODEL_TRAIN_FLAGS ?= --epochs 8 --steps-per-epoch 325 --batch-size 16 --crop 128 --lr 2e-3 \
 	--plume-frac 0.7 --visible-drop 0.02 --max-val 150 --features regress
 model: $(VENV)/.test
@@ -40,7 +40,8 @@ model: $(VENV)/.test
 	$(BIN)/methane-seg simulate --out data/val --n $${N_VAL:-200} --size 256 --split val
 	$(BIN)/methane-seg simulate --out data/test --n $${N_TEST:-1000} --size 256 --split test
 	$(BIN)/methane-seg train --data data --out runs/model $(MODEL_TRAIN_FLAGS)
-	$(BIN)/methane-seg export runs/model/best.pt --out model_repository
+	$(BIN)/methane-seg train-source --base runs/model/best.pt --data data --out runs/source
+	$(BIN)/methane-seg export runs/source/last.pt --out model_repository
 	$(BIN)/python -m export.int8 --onnx model_repository/methane_seg/1/model.onnx --test data/test \
 	  --n-test $${N_TEST:-1000} --json runs/int8.json --serve
 	$(BIN)/python -m training.examples --out examples

@@ -49,19 +49,22 @@ def test_config_matches_onnx_graph(model_dir):
     assert float(metadata["threshold"]) == pytest.approx(threshold)
 
     session = ort.InferenceSession(str(latest / "model.onnx"), providers=["CPUExecutionProvider"])
-    (inp,), (out,) = session.get_inputs(), session.get_outputs()
-    (cin,), (cout,) = config.input, config.output
-    assert (inp.name, out.name) == (cin.name, cout.name)
-    assert ORT_TYPES[inp.type] == cin.data_type and ORT_TYPES[out.type] == cout.data_type
+    (inp,), outs = session.get_inputs(), session.get_outputs()
+    (cin,) = config.input
+    # probability first; the committed model also has its source heat map (training/source.py)
+    assert [o.name for o in outs] == [o.name for o in config.output] == ["probability", "source"]
+    assert inp.name == cin.name and ORT_TYPES[inp.type] == cin.data_type
+    assert all(ORT_TYPES[o.type] == c.data_type for o, c in zip(outs, config.output))
     assert inp.shape[1] == len(BANDS) == cin.dims[0]
     assert not isinstance(inp.shape[0], int), "the batch axis must be dynamic"
     tile = int(metadata["tile_size"])
-    assert list(cin.dims) == [len(BANDS), tile, tile] and list(cout.dims) == [1, tile, tile]
-    # One tile through onnxruntime gives probabilities of the configured shape.
+    assert list(cin.dims) == [len(BANDS), tile, tile]
+    assert all(list(c.dims) == [1, tile, tile] for c in config.output)
+    # One tile through onnxruntime gives maps of the configured shape.
     x = np.full((2, len(BANDS), tile, tile), 1500, np.uint16)
-    (prob,) = session.run(None, {inp.name: x})
-    assert prob.shape == (2, 1, tile, tile) and prob.dtype == np.float32
-    assert np.all((prob >= 0) & (prob <= 1))
+    for out in session.run(None, {inp.name: x}):
+        assert out.shape == (2, 1, tile, tile) and out.dtype == np.float32
+        assert np.all((out >= 0) & (out <= 1))
 
 
 def test_writer_renders_a_parsable_config(tmp_path):

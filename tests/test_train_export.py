@@ -118,9 +118,10 @@ def test_committed_model_signature():
 
     m = onnx.load(str(MODEL_DIR / "model.onnx"))
     onnx.checker.check_model(m)
-    (inp,), (out,) = m.graph.input, m.graph.output
+    (inp,), (out, source) = m.graph.input, m.graph.output
     assert inp.name == "reflectance" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT16
     assert out.name == "probability" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert source.name == "source" and source.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert (MODEL_DIR / "model.onnx").stat().st_size < 6e6
     meta = json.loads((MODEL_DIR / "metadata.json").read_text())
     assert meta["tile_size"] == 256 and 0 < meta["threshold"] < 1

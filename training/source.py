@@ -81,7 +81,7 @@ def load_base(path: Path) -> tuple[PlumeNet, dict]:
     return net, ck
 
 
-def validate(model: SourcePlumeNet, x: np.ndarray, heat: np.ndarray, tau: float, batch: int = 8) -> dict:
+def validate(model: SourcePlumeNet, x: np.ndarray, heat: np.ndarray, tau: float, device=None, batch: int = 8) -> dict:
     """Recall of the target sources (a heat peak within MATCH_PX) and peaks per scene not near one."""
     from client.plumes import heat_peaks
 
@@ -89,7 +89,8 @@ def validate(model: SourcePlumeNet, x: np.ndarray, heat: np.ndarray, tau: float,
     found = total = false = 0
     for i in range(0, len(x), batch):
         with torch.no_grad():
-            out = torch.sigmoid(model(torch.from_numpy(x[i:i + batch].astype(np.float32))))[:, 1].numpy()
+            xb = torch.from_numpy(x[i:i + batch].astype(np.float32)).to(device or "cpu")
+            out = torch.sigmoid(model(xb))[:, 1].cpu().numpy()
         for hm, t in zip(out, heat[i:i + batch]):
             truth = np.argwhere(t >= 0.999)
             peaks = np.array([(r, c) for r, c, _ in heat_peaks(hm, tau)]).reshape(-1, 2)
@@ -126,6 +127,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-val", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a = p.parse_args(argv)
     if not (0 <= a.source_frac and 0 <= a.plume_frac and a.source_frac + a.plume_frac <= 1):
         p.error("--source-frac and --plume-frac must be shares that add up to at most 1")
@@ -137,6 +139,7 @@ def main(argv: list[str]) -> int:
         p.error(f"cannot load the base network {a.base}: {exc}")
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     limit = a.max_train or None
@@ -151,7 +154,7 @@ def main(argv: list[str]) -> int:
     print(f"loaded {len(xt)} train / {len(xv)} val scenes, {int((ht >= 0.999).sum())} / "
           f"{int((hv >= 0.999).sum())} sources with a visible head, in {time.time() - t0:.0f} s", flush=True)
 
-    model = SourcePlumeNet.from_plumenet(base)
+    model = SourcePlumeNet.from_plumenet(base).to(device)
     for q in model.base_parameters():
         q.requires_grad_(False)
     params = model.source_parameters()
@@ -165,7 +168,7 @@ def main(argv: list[str]) -> int:
         run = 0.0
         bar = tqdm(range(a.steps_per_epoch), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=10)
         for i in bar:
-            xb, _, hb = map(torch.from_numpy, sampler.batch(a.batch_size))
+            xb, _, hb = (torch.from_numpy(t).to(device) for t in sampler.batch(a.batch_size))
             with torch.no_grad():
                 f, plume = model.encode(xb)
             loss = heat_loss(model.source_logits(f, plume), hb)
@@ -175,11 +178,11 @@ def main(argv: list[str]) -> int:
             sched.step()
             run = 0.95 * run + 0.05 * loss.item() if i else loss.item()
             bar.set_postfix(loss=f"{run:.3f}")
-        metrics = validate(model, xv, hv, HEAT_TAU)
+        metrics = validate(model, xv, hv, HEAT_TAU, device)
         metrics.update(epoch=epoch + 1, loss=run, minutes=(time.time() - t0) / 60)
         print(json.dumps(metrics), flush=True)
         ck = {**{k: base_ck[k] for k in ("threshold", "val_metrics", "trained_scenes", "epoch") if k in base_ck},
-              "model": model.state_dict(), "arch": model.arch, "features": model.feature_set,
+              "model": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": model.arch, "features": model.feature_set,
               "norm_mean": model.mean.flatten().tolist(), "norm_std": model.std.flatten().tolist(),
               "source": {"sigma": a.sigma, "epochs": epoch + 1, "base": str(a.base), "val_metrics": metrics,
                          "args": {k: str(v) for k, v in vars(a).items()}}}
