@@ -51,6 +51,7 @@ class Plume:
     source_lat: float
     geometry: dict  # GeoJSON geometry in WGS84
     emission: dict | None = None  # IME emission-rate estimate when a wind speed is given
+    source_from: str = "traced"  # "heat_map": the model's source heat map; "traced": from the mask
 
     def properties(self) -> dict:
         d = asdict(self)
@@ -437,7 +438,7 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
             mean_probability=float(p.mean()), max_probability=float(p.max()),
             source_row=src_row, source_col=src_col, source_x=float(x), source_y=float(y),
             source_lon=float(lon[0]), source_lat=float(lat[0]), geometry=_plain(geometry),
-            emission=emission,
+            emission=emission, source_from="heat_map" if k in from_heat else "traced",
         ))
     plumes.sort(key=lambda pl: pl.pixels, reverse=True)
     for i, pl in enumerate(plumes, start=1):
@@ -498,7 +499,7 @@ def plumes_geojson(plumes: list[Plume], properties: dict | None = None) -> dict:
         features.append({"type": "Feature", "id": f"source-{pl.id}",
                          "geometry": {"type": "Point", "coordinates": [round(pl.source_lon, 7),
                                                                        round(pl.source_lat, 7)]},
-                         "properties": {"kind": "source", "plume_id": pl.id}})
+                         "properties": {"kind": "source", "plume_id": pl.id, "source_from": pl.source_from}})
     collection = {"type": "FeatureCollection", "features": features}
     if properties:
         collection["properties"] = properties

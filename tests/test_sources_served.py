@@ -1,14 +1,15 @@
 """Leak coordinates through the real server: `methane-seg segment` on simulated scenes with strong
 plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
 
-Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 86 % of their
-sources within 2 pixels, median 0.66 px (without the step to the facility at the plume's upwind tip,
-client/plumes.snap_to_facility: 83 %, 0.71 px; with the B12/B11 drop instead of the multi-band
-regression signal: 43 % and 3.6 px). `methane-seg sources` gives the same figures in process, and
-77 % on 840 other scenes (README). Most misses are plumes whose served mask begins 5 to 30 pixels
-downwind of the source, or whose far end is taken for the source. The issue asks for every source
-within 2 pixels; the model does not reach that (README, "Plumes, leak sources"), so the test holds
-the figures a little below what was measured: a worse model or a broken source step fails it.
+Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 79 % of their
+sources within 2 pixels, median 0.76 px, with the source heat map (client.plumes.heat_sources).
+These scenes are the block on which the upwind walk was tuned: traced from the mask alone they
+give 86 %, 0.66 px, while on the 840 held-out scenes of five other blocks the heat map moves the
+share from 77 % to 87 % (README, "Plumes, leak sources"; `methane-seg sources` measures both in
+process). The issue asks for every source within 2 pixels; the model does not reach that, so the
+test holds the figures a little below what was measured: a worse model or a broken source step
+fails it, and most sources must come from the heat map (measured: all 44 source points, from
+the 29 scenes with the true plume and some stray detections).
 """
 
 import json
@@ -49,10 +50,11 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
     out = tmp_path / "out"
     assert main(["segment", *map(str, strong_plumes), "--out", str(out), "--url", triton.grpc_url,
                  "--protocol", "grpc"]) == 0
-    errors = []
+    errors, methods = [], []
     for path, src in strong_plumes.items():
         doc = json.loads((out / f"{path.stem}_plumes.geojson").read_text())
         points = source_points(doc)
+        methods += [f["properties"]["source_from"] for f in doc["features"] if f["properties"]["kind"] == "source"]
         if not points:
             continue  # not detected: detection is scored elsewhere (docs/report)
         with rasterio.open(path) as ds:
@@ -63,6 +65,8 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
     errors = np.array(errors)
     print(f"{len(errors)}/{len(strong_plumes)} plumes found; source within 2 px: {np.mean(errors <= 2):.2f}, "
           f"median {np.median(errors):.2f} px")
+    print(f"sources from the heat map: {methods.count('heat_map')} of {len(methods)}")
     assert len(errors) >= 24
+    assert methods.count("heat_map") >= 0.8 * len(methods), methods
     assert np.mean(errors <= 2.0) >= 0.75, errors
     assert np.median(errors) <= 1.0, errors
