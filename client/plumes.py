@@ -333,17 +333,32 @@ def heat_peaks(heat: np.ndarray, tau: float = HEAT_TAU) -> list[tuple[float, flo
 def heat_sources(heat: np.ndarray, labels: np.ndarray, tau: float = HEAT_TAU,
                  max_px: float = HEAT_MAX_PX) -> dict[int, tuple[float, float]]:
     """{plume label: (row, col)}: for each labelled plume, the highest heat-map peak (`heat_peaks`)
-    whose nearest plume pixel, within max_px, belongs to it."""
+    whose nearest plume pixel, within max_px, belongs to it.
+
+    Worked out plume by plume in a window around each (peaks within max_px of its box, nearest plume
+    pixels within 2 max_px), so a whole Sentinel-2 tile costs no scene-sized distance transform."""
     from scipy import ndimage
 
-    if not labels.any():
-        return {}
-    dist, (ir, ic) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
     out: dict[int, tuple[float, float]] = {}
-    for r, c, _ in heat_peaks(heat, tau):  # highest first: the first peak of a plume is its source
-        ri, ci = min(int(round(r)), labels.shape[0] - 1), min(int(round(c)), labels.shape[1] - 1)
-        if dist[ri, ci] <= max_px:
-            out.setdefault(int(labels[ir[ri, ci], ic[ri, ci]]), (r, c))
+    reach, h, w = int(math.ceil(max_px)) + 1, labels.shape[0], labels.shape[1]
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        # inner window: where a peak within max_px of the plume can lie; outer: its neighbourhoods
+        # and every plume pixel that can be nearer to such a peak than this plume is
+        r0, r1 = max(0, box[0].start - 2 * reach), min(h, box[0].stop + 2 * reach)
+        c0, c1 = max(0, box[1].start - 2 * reach), min(w, box[1].stop + 2 * reach)
+        lab = labels[r0:r1, c0:c1]
+        dist, (ir, ic) = ndimage.distance_transform_edt(lab == 0, return_indices=True)
+        inner = np.zeros(lab.shape, bool)
+        inner[max(0, box[0].start - reach) - r0:box[0].stop + reach - r0,
+              max(0, box[1].start - reach) - c0:box[1].stop + reach - c0] = True
+        win = heat[r0:r1, c0:c1]
+        for r, c, _ in heat_peaks(win, tau):  # highest first: the first peak of this plume is its source
+            ri, ci = min(int(round(r)), lab.shape[0] - 1), min(int(round(c)), lab.shape[1] - 1)
+            if inner[ri, ci] and dist[ri, ci] <= max_px and lab[ir[ri, ci], ic[ri, ci]] == k:
+                out[k] = (r + r0, c + c0)
+                break
     return out
 
 

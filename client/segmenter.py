@@ -290,7 +290,8 @@ class Segmenter:
                 pair.close()
             if bar is not None:
                 bar.close()
-        blended = np.clip(blender.result(), 0.0, 1.0)
+        blended = blender.result()
+        np.clip(blended, 0.0, 1.0, out=blended)
         probability = blended[0]
         source = blended[1] if len(blended) > 1 else None
         if source is not None:

@@ -2,6 +2,7 @@
 
     python perf/bench_client.py [--size 5490] [--url HOST:PORT --protocol grpc] [--json FILE]
                                 [--variant 2x1-nobatch] [--onnx model_int8.onnx] [--shared-memory auto|none]
+                                [--repository DIR]
 
 Without --url it starts the pip-installed tritonserver on model_repository/ (with --variant or --onnx: on a
 temporary copy with that layout, instances x threads and dynamic batching or not, and/or that ONNX file;
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--variant", help="LAYOUT-(dyn|nobatch), e.g. 2x1-nobatch: serve a modified copy of the repository")
     p.add_argument("--onnx", help="serve this ONNX file instead of the repository's (e.g. the INT8 model)")
+    p.add_argument("--repository", type=Path, default=ROOT / "model_repository",
+                   help="serve this model repository (e.g. an older version from `git archive`) instead of "
+                        "model_repository/ (without --variant or --onnx)")
     p.add_argument("--shared-memory", choices=MODES, default="auto",
                    help="the client's --shared-memory (default auto: shared memory beside a local server)")
     p.add_argument("--json")
@@ -80,7 +84,9 @@ def main(argv=None) -> int:
         if url is None:
             from client.server import TritonServer
 
-            repo = ROOT / "model_repository"
+            repo = a.repository
+            if (a.variant or a.onnx) and a.repository != ROOT / "model_repository":
+                p.error("--repository serves a repository as it is: not with --variant or --onnx")
             if a.variant or a.onnx:
                 from common import repository_variant
 
@@ -100,7 +106,8 @@ def main(argv=None) -> int:
                    variant=a.variant or ("shipped" if a.shared_memory != "none" else "shipped, socket"),
                    shared_memory=a.shared_memory,
                    transport="socket" if a.shared_memory == "none" or (a.url and not is_local(a.url)) else "shm",
-                   onnx=Path(a.onnx).name if a.onnx else served_onnx(ROOT / "model_repository").name,
+                   onnx=Path(a.onnx).name if a.onnx else served_onnx(a.repository).name,
+                   repository=str(a.repository),
                    target_seconds=20, target_rss_mb=2048)
     print(json.dumps(figures))
     if a.json:

@@ -39,7 +39,7 @@ def create_app(onnx_path: str, intra_threads: int = 0):
             tiles = np.frombuffer(request.get_data(), dtype="<u2").reshape(shape)
         except (KeyError, ValueError):
             abort(400)
-        (prob,) = session.run(None, {inp: tiles})
+        prob = session.run(None, {inp: tiles})[0]  # the probability; every output is computed, as in model.py
         return Response(np.ascontiguousarray(prob, dtype="<f4").tobytes(), mimetype="application/octet-stream")
 
     @app.get("/ready")
