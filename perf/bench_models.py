@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -130,20 +129,17 @@ def time_split(path, tile: int, runs: int = 20) -> dict:
 
 # -- PyTorch ------------------------------------------------------------------------------------
 def torch_model(meta: dict, checkpoint: str | None):
-    """The served architecture (from metadata.json) in PyTorch; weights from `checkpoint` if given."""
-    from training.model import DEFAULT_FEATURES, PlumeNet, load_checkpoint
+    """The served architecture (from metadata.json) in PyTorch, with its source branch where the
+    model has one; weights from `checkpoint` if given."""
+    from training.model import DEFAULT_FEATURES, PlumeNet, SourcePlumeNet, load_checkpoint
+    from training.onnx_import import arch_from_metadata
 
     if checkpoint:
         model, _ = load_checkpoint(checkpoint)
         return model.eval(), "checkpoint"
-    arch = {"arch": meta["architecture"].split("(")[0], "encoder_name": meta["encoder"]}
-    depth = re.search(r"encoder_depth=(\d+)", meta["architecture"])
-    channels = re.search(r"decoder_channels=\[([\d, ]+)\]", meta["architecture"])
-    if depth:
-        arch["encoder_depth"] = int(depth.group(1))
-    if channels:
-        arch["decoder_channels"] = [int(c) for c in channels.group(1).split(",")]
-    return PlumeNet(arch, feature_set=meta.get("features", DEFAULT_FEATURES)).eval(), "random weights, same architecture"
+    cls = SourcePlumeNet if any(o["name"] == "source" for o in meta.get("outputs", [])) else PlumeNet
+    return (cls(arch_from_metadata(meta), feature_set=meta.get("features", DEFAULT_FEATURES)).eval(),
+            "random weights, same architecture")
 
 
 def torch_flops_per_tile(model, tile: int) -> float:

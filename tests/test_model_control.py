@@ -31,9 +31,12 @@ def test_triton_answers_exactly_as_onnxruntime(triton, scenes):
     data = read_scene(scenes["strong"]).data[:, :tile, :tile]
     x = np.stack([data, data[:, ::-1, :]]).copy()
     session = ort.InferenceSession(str(served_onnx(latest)), providers=["CPUExecutionProvider"])
-    (expected,) = session.run(None, {"reflectance": x})
-    got, _ = infer(httpclient.InferenceServerClient(triton.http_url), x)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    expected, expected_source = session.run(None, {"reflectance": x})
+    inp = httpclient.InferInput("reflectance", list(x.shape), "UINT16")
+    inp.set_data_from_numpy(x)
+    result = httpclient.InferenceServerClient(triton.http_url).infer("methane_seg", [inp])  # every output
+    np.testing.assert_allclose(result.as_numpy("probability"), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("source"), expected_source, rtol=0, atol=1e-6)
 
 
 def test_new_version_is_served_without_restart(tmp_path):
