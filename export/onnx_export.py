@@ -288,9 +288,11 @@ def build_metadata(ck: dict, parity: float) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
     if "source" in ck:  # a source branch (training/source.py): a second output
+        from export.repository import MEANINGS
+
         meta["outputs"] = [meta["output"], {
             "name": SOURCE_OUTPUT, "dtype": "float32", "layout": "NCHW", "shape": [-1, 1, -1, -1],
-            "meaning": "plume-source heat map 0..1 (peaks at the sources)"}]
+            "meaning": MEANINGS[SOURCE_OUTPUT]}]
         meta["source"] = {k: ck["source"][k] for k in ("sigma", "epochs", "val_metrics") if k in ck["source"]}
         meta["architecture"] += " + source branch (second decoder)"
     return meta

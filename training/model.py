@@ -8,6 +8,7 @@ signal), per-channel (x - mean) / std with statistics from the training data.
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -194,27 +195,27 @@ def fuse_batchnorm(net: nn.Module) -> nn.Module:
     export holds: `training.onnx_import` rebuilds a network in this form)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    prev_name, prev = None, None
-    for name, mod in list(net.named_modules()):
-        if isinstance(mod, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d):
-            fused = fuse_conv_bn_eval(prev.eval(), mod.eval())
-            _set_module(net, prev_name, fused)
-            _set_module(net, name, nn.Identity())
-        prev_name, prev = name, mod
+    for conv_name, conv, bn_name, bn in _conv_bn_pairs(net):
+        _set_module(net, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+        _set_module(net, bn_name, nn.Identity())
     return net
 
 
 def add_conv_biases(net: nn.Module) -> nn.Module:
     """The structure of `fuse_batchnorm` without its numbers: BNs after convs become Identity and
     those convs get a (zero) bias, so that a fused state dict loads."""
-    prev_name, prev = None, None
-    for name, mod in list(net.named_modules()):
-        if isinstance(mod, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d):
-            if prev.bias is None:
-                prev.bias = nn.Parameter(torch.zeros(prev.out_channels))
-            _set_module(net, name, nn.Identity())
-        prev_name, prev = name, mod
+    for _, conv, bn_name, _ in _conv_bn_pairs(net):
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        _set_module(net, bn_name, nn.Identity())
     return net
+
+
+def _conv_bn_pairs(net: nn.Module) -> list[tuple[str, nn.Conv2d, str, nn.BatchNorm2d]]:
+    """(conv name, conv, BN name, BN) for each BatchNorm2d registered right after a Conv2d."""
+    mods = list(net.named_modules())
+    return [(pn, p, n, m) for (pn, p), (n, m) in zip(mods, mods[1:])
+            if isinstance(m, nn.BatchNorm2d) and isinstance(p, nn.Conv2d)]
 
 
 def _set_module(root: nn.Module, dotted: str, new: nn.Module) -> None:
@@ -239,7 +240,7 @@ class SourcePlumeNet(PlumeNet):
         # Called as one module (its nodes keep their /model/net/ names in the ONNX graph, which is
         # what the FP16 and INT8 conversions select), returning the encoder features as well.
         self.net.__class__ = _returning_features(type(self.net))
-        self.source_decoder = _copy(self.net.decoder)
+        self.source_decoder = copy.deepcopy(self.net.decoder)
         width = self.net.segmentation_head[0].in_channels
         self.source_head = nn.Sequential(
             nn.Conv2d(width + 1, SOURCE_HIDDEN, 3, padding=1), nn.ReLU(inplace=True),
@@ -251,7 +252,7 @@ class SourcePlumeNet(PlumeNet):
     def from_plumenet(cls, base: PlumeNet) -> "SourcePlumeNet":
         """A source network around a trained plume network (copied, BatchNorm folded)."""
         m = cls(base.arch, base.mean.flatten(), base.std.flatten(), base.feature_set)
-        fused = fuse_batchnorm(_copy(base.net).eval())
+        fused = fuse_batchnorm(copy.deepcopy(base.net).eval())
         m.net.load_state_dict(fused.state_dict())
         m.source_decoder.load_state_dict(m.net.decoder.state_dict())
         return m
@@ -282,9 +283,3 @@ def _returning_features(cls: type) -> type:
         return f, self.segmentation_head(self.decoder(f))
 
     return type(cls.__name__ + "WithFeatures", (cls,), {"forward": forward})
-
-
-def _copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module)

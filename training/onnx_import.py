@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.onnx_export import NET_PREFIX  # the exporter's names of the U-Net's nodes
 from training.model import DEFAULT_FEATURES, PlumeNet, add_conv_biases
-
-NET_PREFIX = "/model/net/"
 
 
 def arch_from_metadata(meta: dict) -> dict:

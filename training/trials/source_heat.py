@@ -23,11 +23,11 @@ import torch
 from tqdm import tqdm
 
 import client.plumes as P
-from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, list_scenes, load_scenes, visible_labels
+from training.data import CropSampler, load_scenes, visible_labels
 from training.model import FEATURE_SETS, PlumeNet, build_net
 from training.simulate import simulate_scene
 from training.sources import _result
-from training.source import heat_loss
+from training.source import heat_loss, heat_targets
 from training.train import dice_bce, evaluate, norm_stats
 
 ARCH = {"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
@@ -48,20 +48,7 @@ def train(data: Path, out: Path, sigma=1.5, seed=0, head_frac=0.2, plume_weight=
     torch.set_num_threads(2)
     xt, _ = load_scenes(data / "train")
     yt = visible_labels(data / "train", None, 0.02)
-    heads = head_masks(data / "train", yt, None, HEAD_RADIUS_PX)
-    n, h, w = yt.shape
-    heat = np.zeros((n, h, w), np.float32)
-    rr, cc = np.mgrid[:h, :w]
-    for k, p in enumerate(list_scenes(data / "train")):
-        for s in json.loads(p.with_suffix(".json").read_text()).get("sources", []):
-            if not (heads[k][np.hypot(rr - s["row"], cc - s["col"]) <= HEAD_RADIUS_PX]).any():
-                continue  # the plume's head is not labelled: nothing to see
-            g = np.exp(-((rr - s["row"]) ** 2 + (cc - s["col"]) ** 2) / (2 * sigma ** 2))
-            g[g < 0.01] = 0
-            r, c = int(round(s["row"])), int(round(s["col"]))
-            if 0 <= r < h and 0 <= c < w:
-                g[r, c] = 1.0
-            heat[k] = np.maximum(heat[k], g)
+    heat = heat_targets(data / "train", yt, sigma)
     xv, yv = load_scenes(data / "val", 150)
     mean, std = norm_stats(xt, feature_set="regress")
     model = two_channel(ARCH, mean, std)
