@@ -312,6 +312,10 @@ def snap_to_facility(sites, source: tuple[float, float], upwind) -> tuple[float,
 
 HEAT_TAU = 0.1  # a source heat-map peak at least this high is a source
 HEAT_MAX_PX = 30.0  # ... of the plume that lies within this many pixels of it
+# A lower peak at the traced upwind end wins over the highest one when it is at least AGREE_FRAC of
+# its height and within AGREE_PX of that end (measured in training/sources.py, see README).
+AGREE_FRAC = 0.5
+AGREE_PX = 3.0
 
 
 def heat_peaks(heat: np.ndarray, tau: float = HEAT_TAU) -> list[tuple[float, float, float]]:
@@ -331,15 +335,15 @@ def heat_peaks(heat: np.ndarray, tau: float = HEAT_TAU) -> list[tuple[float, flo
 
 
 def heat_sources(heat: np.ndarray, labels: np.ndarray, tau: float = HEAT_TAU,
-                 max_px: float = HEAT_MAX_PX) -> dict[int, tuple[float, float]]:
-    """{plume label: (row, col)}: for each labelled plume, the highest heat-map peak (`heat_peaks`)
-    whose nearest plume pixel, within max_px, belongs to it.
+                 max_px: float = HEAT_MAX_PX) -> dict[int, list[tuple[float, float, float]]]:
+    """{plume label: [(row, col, height), ...]}: for each labelled plume, the heat-map peaks
+    (`heat_peaks`) whose nearest plume pixel, within max_px, belongs to it, highest first.
 
     Worked out plume by plume in a window around each (peaks within max_px of its box, nearest plume
     pixels within 2 max_px), so a whole Sentinel-2 tile costs no scene-sized distance transform."""
     from scipy import ndimage
 
-    out: dict[int, tuple[float, float]] = {}
+    out: dict[int, list[tuple[float, float, float]]] = {}
     reach, h, w = int(math.ceil(max_px)) + 1, labels.shape[0], labels.shape[1]
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
@@ -354,24 +358,40 @@ def heat_sources(heat: np.ndarray, labels: np.ndarray, tau: float = HEAT_TAU,
         inner[max(0, box[0].start - reach) - r0:box[0].stop + reach - r0,
               max(0, box[1].start - reach) - c0:box[1].stop + reach - c0] = True
         win = heat[r0:r1, c0:c1]
-        for r, c, _ in heat_peaks(win, tau):  # highest first: the first peak of this plume is its source
+        for r, c, v in heat_peaks(win, tau):
             ri, ci = min(int(round(r)), lab.shape[0] - 1), min(int(round(c)), lab.shape[1] - 1)
             if inner[ri, ci] and dist[ri, ci] <= max_px and lab[ir[ri, ci], ic[ri, ci]] == k:
-                out[k] = (r + r0, c + c0)
-                break
+                out.setdefault(k, []).append((r + r0, c + c0, v))
     return out
 
 
+def pick_source(peaks: list[tuple[float, float, float]], traced: tuple[float, float],
+                agree_frac: float = AGREE_FRAC, agree_px: float = AGREE_PX) -> tuple[float, float]:
+    """A plume's source from its heat peaks (highest first) and its traced upwind end: the highest
+    peak within agree_px of the traced end that is at least agree_frac of the highest peak (both
+    estimates agree there), else the highest peak."""
+    top = peaks[0][2]
+    for r, c, v in peaks:
+        if v < agree_frac * top:
+            break
+        if math.hypot(r - traced[0], c - traced[1]) <= agree_px:
+            return r, c
+    return peaks[0][0], peaks[0][1]
+
+
 def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
-                wind_ms: float | None = None, facility_step: bool = True) -> list[Plume]:
+                wind_ms: float | None = None, facility_step: bool = True,
+                agree_frac: float = AGREE_FRAC) -> list[Plume]:
     """Plume records of a SegmentationResult, largest first.
 
     wind_to_deg: the direction the wind blows to (clockwise from north), if known.
     wind_ms: the 10 m wind speed, if known: adds an IME emission-rate estimate.
     facility_step: move the source to the facility at it (`snap_to_facility`); False measures
     what that step adds (training/sources.py).
-    When the result carries the model's source heat map (`result.source`), a plume's source is its
-    highest heat peak (`heat_sources`); plumes without one keep the upwind end found as above.
+    When the result carries the model's source heat map (`result.source`), a plume's source is one
+    of its heat peaks (`heat_sources`, `pick_source`: the highest, or a peak of at least agree_frac
+    of its height at the traced upwind end; agree_frac above 1: always the highest); plumes
+    without one keep the upwind end found as above.
     """
     if wind_to_deg is not None and not math.isfinite(wind_to_deg):
         raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
@@ -439,7 +459,9 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
                 surface[pixels[:, 0], pixels[:, 1]] = True
             emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms,
                                  surface)
-        src_row, src_col = from_heat.get(k, (src_row + r0, src_col + c0))
+        src_row, src_col = src_row + r0, src_col + c0
+        if k in from_heat:
+            src_row, src_col = pick_source(from_heat[k], (src_row, src_col), agree_frac)
         rows, cols = rows + r0, cols + c0
         x, y = transform @ (src_col + 0.5, src_row + 0.5)
         lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])

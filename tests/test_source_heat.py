@@ -3,7 +3,7 @@ find_plumes when a SegmentationResult carries `source`)."""
 
 import numpy as np
 
-from client.plumes import heat_peaks, heat_sources
+from client.plumes import heat_peaks, heat_sources, pick_source
 from client.plumes import _label as plume_labels
 
 
@@ -29,20 +29,31 @@ def test_peaks_are_local_maxima_above_tau_at_the_heat_weighted_centre_highest_fi
     assert heat_peaks(np.zeros((8, 8), np.float32)) == []
 
 
-def test_the_highest_peak_near_a_plume_is_its_source():
+def test_a_plumes_peaks_are_the_peaks_nearest_to_it_highest_first():
     heat, mask = _scene()
     labels, _ = plume_labels(mask)
     found = heat_sources(heat, labels, tau=0.1, max_px=30.0)
     assert list(found) == [labels[31, 25]]  # the other plume keeps the traced source
-    row, col = found[labels[31, 25]]
+    (row, col, h), second = found[labels[31, 25]]
     assert abs(row - 31) < 1e-9 and abs(col - 12) < 1e-9  # symmetric neighbours: centred on the peak
+    assert h == np.float32(0.8) and second[:2] == (31.0, 30.0)
+
+
+def test_the_source_is_the_highest_peak_unless_a_high_enough_one_is_at_the_traced_end():
+    peaks = [(31.0, 12.0, 0.8), (31.0, 45.0, 0.5), (31.0, 30.0, 0.3)]  # highest first
+    assert pick_source(peaks, (31.0, 12.5)) == (31.0, 12.0)  # both agree
+    assert pick_source(peaks, (30.0, 46.0)) == (31.0, 45.0)  # 0.5 >= 0.5 x 0.8, 1.4 px from the end
+    assert pick_source(peaks, (31.0, 30.0)) == (31.0, 12.0)  # 0.3 < 0.4: too weak to overrule
+    assert pick_source(peaks, (31.0, 40.0)) == (31.0, 12.0)  # no peak within 3 px of the end
+    assert pick_source(peaks, (31.0, 45.0), agree_frac=2.0) == (31.0, 12.0)  # the highest alone
+    assert pick_source(peaks, (31.0, 30.0), agree_frac=0.3) == (31.0, 30.0)
 
 
 def test_peaks_beyond_max_px_or_without_a_plume_give_nothing():
     heat, mask = _scene()
     labels, _ = plume_labels(mask)
     # the source lies 8 px from the mask: beyond 5 px only the weaker peak on the plume is left
-    assert heat_sources(heat, labels, tau=0.1, max_px=5.0) == {labels[31, 25]: (31.0, 30.0)}
+    assert heat_sources(heat, labels, tau=0.1, max_px=5.0) == {labels[31, 25]: [(31.0, 30.0, np.float32(0.3))]}
     assert heat_sources(heat, np.zeros_like(labels)) == {}
     assert heat_sources(np.full(mask.shape, np.nan, np.float32), labels) == {}  # nodata heat
 

@@ -1,7 +1,7 @@
 """Train a source heat-map branch onto a trained plume network.
 
     methane-seg train-source --base model_repository/methane_seg/1/model.onnx --data DIR --out DIR
-                             [--sigma 1.5 --epochs 8 --steps-per-epoch 325 --batch-size 16 --lr 2e-3]
+                             [--sigma 1.5 --epochs 24 --steps-per-epoch 325 --batch-size 16 --lr 2e-3]
 
 --base is a `methane-seg train` checkpoint (.pt) or an exported ONNX file with its metadata.json
 (`training.onnx_import`). The plume network is frozen (BatchNorm folded), so the plume output
@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--data", required=True, type=Path, help="folder with train/ and val/ scenes")
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder")
     p.add_argument("--sigma", type=float, default=SIGMA_PX, help="px: the Gaussian target around each source")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--steps-per-epoch", type=int, default=325)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop", type=int, default=128)

@@ -7,7 +7,7 @@ with the graph and threshold that the model repository serves on CPU (metadata.j
 cpu_onnx_file, run in process: one tile per scene, as Triton runs it); traces the plumes with
 client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
 is found, the distance in pixels from the true source to the nearest source point (with the model's
-source heat map where it has one). The same is done tracing the source upwind without the heat map,
+source heat map where it has one; and with its highest peak alone). The same is done tracing the source upwind without the heat map,
 without the facility step, told the wind direction, and on the simulator's own masks (what the
 source step reaches when the mask is right). Prints a table, writes sources.json and sources.png
 (the share of sources within d pixels against d).
@@ -30,6 +30,7 @@ from client.segmenter import SegmentationResult
 WITHIN_PX = 2.0  # issue #6: a source point within 2 pixels of the true source
 VARIANTS = {
     "model": "served model (mask and, where it has one, source heat map)",
+    "model_heat_top": "served model, highest heat peak (not checked against tracing)",
     "model_no_heat": "served model's mask, source traced upwind (no heat map)",
     "model_no_facility": "served model's mask, traced, without the facility step",
     "model_wind": "served model's mask, traced, told the wind direction",
@@ -92,6 +93,7 @@ def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = 
         heat = outs[1][0, 0] if len(outs) > 1 else None  # the source heat map (training/source.py)
         served = _result(sim, prob, prob >= threshold, threshold, source=heat)
         errors["model"].append(source_error(served, src))
+        errors["model_heat_top"].append(source_error(served, src, agree_frac=2.0))
         traced = _result(sim, prob, prob >= threshold, threshold)
         errors["model_no_heat"].append(source_error(traced, src))
         errors["model_no_facility"].append(source_error(traced, src, facility_step=False))
