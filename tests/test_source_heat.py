@@ -77,3 +77,28 @@ def test_find_plumes_takes_the_source_from_the_heat_map():
     assert (best.source_row, best.source_col) == (r, c)
     # the lon/lat follow the heat-map source
     assert best.source_lon != 0 and [p.pixels for p in with_heat] == [p.pixels for p in traced]
+
+
+def test_find_plumes_prefers_a_peak_at_the_traced_end_over_a_higher_one_elsewhere():
+    from client.plumes import find_plumes
+    from training.simulate import simulate_scene
+    from training.sources import _result
+
+    sim = simulate_scene(seed=3_100_001, size=256, n_sources=1, q_kg_h=30000.0, clouds=False)
+    truth = sim.mask == 1
+    main = max(find_plumes(_result(sim, truth.astype(np.float32), truth, 0.5)), key=lambda p: p.pixels)
+    end = (int(round(main.source_row)), int(round(main.source_col)))
+    rows, cols = np.nonzero(truth)
+    far = np.argmax(np.hypot(rows - end[0], cols - end[1]))  # the plume pixel furthest from its traced end
+    heat = np.zeros(truth.shape, np.float32)
+    heat[end], heat[rows[far], cols[far]] = 0.5, 0.9
+
+    def source_of_main(**kw):
+        found = find_plumes(_result(sim, truth.astype(np.float32), truth, 0.5, source=heat), **kw)
+        p = max(found, key=lambda p: p.pixels)
+        return (p.source_row, p.source_col), p.source_from
+
+    assert source_of_main() == (end, "heat_map")  # 0.5 >= half of 0.9, at the traced end
+    assert source_of_main(agree_frac=2.0) == ((rows[far], cols[far]), "heat_map")  # the highest alone
+    heat[end] = 0.3  # below half of the highest: it no longer overrules
+    assert source_of_main()[0] == (rows[far], cols[far])
