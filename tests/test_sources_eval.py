@@ -17,15 +17,17 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     doc = json.loads((out / "sources.json").read_text())
     assert doc["settings"]["n"] == 6
     errors, summary = doc["errors_px"], doc["summary"]
-    assert set(errors) == {"model", "model_no_heat", "model_no_facility", "model_wind", "truth"}
+    assert set(errors) == {"model", "model_heat_top", "model_no_heat", "model_no_facility", "model_wind", "truth"}
     assert all(len(e) == 6 for e in errors.values())
     # The simulator's own masks are always found, and the source step puts nearly all of their
     # sources within 2 px (measured: 6 of these 6; 90-95 % over hundreds of scenes).
     assert summary["truth"]["found"] == 6 and summary["truth"]["within_2px"] >= 5 / 6
-    # The served graph finds these strong plumes (measured: 6 of 6; with the source heat map 5 of 6
-    # sources within 2 px, median 1.11 px; traced from the mask all 6, median 0.50 px, and 5 of 6
-    # without the facility step; over hundreds of scenes the heat map places more, README).
-    assert summary["model"]["found"] >= 5 and summary["model"]["within_2px"] >= 4 / 6
+    # The served graph finds these strong plumes (measured: 6 of 6; with the source heat map all 6
+    # sources within 2 px, median 0.99 px, the same with its highest peak alone; traced from the
+    # mask all 6, median 0.50 px, and 5 of 6 without the facility step; over hundreds of scenes
+    # the heat map places more, README).
+    assert summary["model"]["found"] >= 5 and summary["model"]["within_2px"] >= 5 / 6
+    assert summary["model_heat_top"]["within_2px"] >= 5 / 6
     assert summary["model"]["median_px"] <= 1.5
     assert summary["model_no_heat"]["within_2px"] >= 5 / 6 and summary["model_no_heat"]["median_px"] <= 1.0
     with Image.open(out / "sources.png") as png:
