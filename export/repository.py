@@ -35,6 +35,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from client.contract import PROBABILITY_OUTPUT, SOURCE_OUTPUT
+
 MODEL_NAME = "methane_seg"
 TEMPLATES = Path(__file__).parent / "templates"
 TARGETS = ("cpu", "onnxruntime", "tensorrt")
@@ -125,7 +127,8 @@ OUTPUT = """\
     data_type: TYPE_FP32
     dims: [ 1, {tile}, {tile} ]
   }}"""
-MEANINGS = {"probability": "plume probability 0..1", "source": "plume-source heat map 0..1 (peaks at the sources)"}
+MEANINGS = {PROBABILITY_OUTPUT: "plume probability 0..1",
+            SOURCE_OUTPUT: "plume-source heat map 0..1 (peaks at the sources)"}
 
 
 def model_outputs(metadata: dict) -> list[dict]:

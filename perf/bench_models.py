@@ -131,13 +131,14 @@ def time_split(path, tile: int, runs: int = 20) -> dict:
 def torch_model(meta: dict, checkpoint: str | None):
     """The served architecture (from metadata.json) in PyTorch, with its source branch where the
     model has one; weights from `checkpoint` if given."""
+    from client.contract import SOURCE_OUTPUT
     from training.model import DEFAULT_FEATURES, PlumeNet, SourcePlumeNet, load_checkpoint
     from training.onnx_import import arch_from_metadata
 
     if checkpoint:
         model, _ = load_checkpoint(checkpoint)
         return model.eval(), "checkpoint"
-    cls = SourcePlumeNet if any(o["name"] == "source" for o in meta.get("outputs", [])) else PlumeNet
+    cls = SourcePlumeNet if any(o["name"] == SOURCE_OUTPUT for o in meta.get("outputs", [])) else PlumeNet
     return (cls(arch_from_metadata(meta), feature_set=meta.get("features", DEFAULT_FEATURES)).eval(),
             "random weights, same architecture")
 

@@ -7,8 +7,8 @@ with the graph and threshold that the model repository serves on CPU (metadata.j
 cpu_onnx_file, run in process: one tile per scene, as Triton runs it); traces the plumes with
 client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
 is found, the distance in pixels from the true source to the nearest source point (with the model's
-source heat map where it has one; and with its highest peak alone). The same is done tracing the source upwind without the heat map,
-without the facility step, told the wind direction, and on the simulator's own masks (what the
+source heat map where it has one; and with its highest peak alone). The same is done tracing the
+source upwind without the heat map, without the facility step, told the wind direction, and on the simulator's own masks (what the
 source step reaches when the mask is right). Prints a table, writes sources.json and sources.png
 (the share of sources within d pixels against d).
 """
