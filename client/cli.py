@@ -80,6 +80,9 @@ def segment_parser() -> argparse.ArgumentParser:
                    default=os.environ.get("TRITON_SHARED_MEMORY", "auto"),
                    help="tiles through system shared memory: auto (when Triton is on this host and accepts it), "
                         "system (required), none (always the socket); env TRITON_SHARED_MEMORY")
+    p.add_argument("--source-margin", type=_source_margin, default=os.environ.get("SOURCE_MARGIN_PX", "32"),
+                   help="pixels around plume pixels where the source heat map is computed (default 32, which "
+                        "covers every peak the source step reads); 'all': on every tile; env SOURCE_MARGIN_PX")
     p.add_argument("--max-size-mb", type=_number(float, 0.001, None, "a positive number of MB"),
                    default=os.environ.get("MAX_UPLOAD_MB") or "512",
                    help="refuse input files larger than this (default 512; env MAX_UPLOAD_MB, as the web app)")
@@ -88,6 +91,12 @@ def segment_parser() -> argparse.ArgumentParser:
     p.add_argument("--wind-to", type=_number(float, -360, 360, "a direction in degrees from -360 to 360"),
                    help="direction the wind blows to (degrees clockwise from north): fixes the upwind end")
     return p
+
+
+def _source_margin(text: str) -> int | None:
+    if str(text).strip().lower() == "all":
+        return None
+    return _number(int, 0, 100000, "a whole number of pixels from 0, or 'all'")(text)
 
 
 def segment_main(argv: list[str]) -> int:
@@ -100,7 +109,8 @@ def segment_main(argv: list[str]) -> int:
                      f"not {args.shared_memory!r}", EXIT_BAD_INPUT)
 
     segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
-                          concurrency=args.concurrency, timeout=args.timeout, shared_memory=args.shared_memory)
+                          concurrency=args.concurrency, timeout=args.timeout, shared_memory=args.shared_memory,
+                          source_margin=args.source_margin)
     worst = 0
     for scene in args.scenes:
         code = _segment_one(segmenter, scene, args, quiet=len(args.scenes) > 1)
@@ -132,7 +142,8 @@ def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
     except OSError as exc:
         return _fail(f"cannot write outputs: {exc}", EXIT_BAD_INPUT)
     print(f"{result.scene.name}: {result.plume_pixels} plume pixels, {len(plumes)} plume(s) "
-          f"({result.timings['tiles']} tiles, {result.timings['inference_s']:.2f} s)")
+          f"({result.timings['tiles']} tiles, {result.timings['source_tiles']} for the source heat map, "
+          f"{result.timings['inference_s']:.2f} s)")
     if not quiet:
         for pl in plumes:
             rate = ""

@@ -12,6 +12,13 @@ blended back without seams. The mask threshold comes from the model's
 configuration (`parameters.threshold`), which the exporter writes from the
 value chosen on the validation split.
 
+Models with a source heat map (the `source` output) compute it in a branch that costs as much
+again as the plume output on CPU, and it is only read near plumes (client.plumes.heat_sources): every
+tile asks for the probability alone, and only the tiles within `source_margin` pixels of a plume
+pixel are sent again for the heat map (the server's CPU instances run a plume-only graph for the
+first kind, export/plume_graph.py). Elsewhere `result.source` is NaN; `source_margin=None` computes
+it on every tile.
+
 On the server's own host the tiles travel through system shared memory
 (`shared_memory="auto"`, client/shm.py) instead of the socket; elsewhere, or
 when the server refuses the regions, they go over HTTP/gRPC as usual.
@@ -33,6 +40,9 @@ from client.tiling import Blender, pad_tile, tile_grid
 
 DEFAULT_MODEL = "methane_seg"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+# Pixels around the plume pixels where the source heat map is computed: client.plumes.heat_sources
+# reads peaks within HEAT_MAX_PX (30) of a plume pixel, and a peak's 3 x 3 neighbourhood.
+SOURCE_MARGIN_PX = 32
 
 
 class TritonUnavailable(RuntimeError):
@@ -52,7 +62,7 @@ class SegmentationResult:
     model_name: str
     model_version: str
     timings: dict = field(default_factory=dict)
-    source: np.ndarray | None = None  # the source heat map (0..1, NaN on nodata) when the model has one
+    source: np.ndarray | None = None  # the source heat map (0..1; NaN on nodata and where not computed)
 
     @property
     def plume_pixels(self) -> int:
@@ -83,6 +93,7 @@ class Segmenter:
         timeout: float = 60.0,
         retries: int = 3,
         shared_memory: str = "auto",
+        source_margin: int | None = SOURCE_MARGIN_PX,
     ):
         self.protocol = protocol
         self.url = normalise_url(url, protocol)
@@ -96,6 +107,9 @@ class Segmenter:
         if shared_memory not in shm.MODES:
             raise ValueError(f"shared_memory must be one of {shm.MODES}, not {shared_memory!r}")
         self.shared_memory = shared_memory
+        if source_margin is not None and int(source_margin) < 0:
+            raise ValueError(f"source_margin must be >= 0 pixels or None, not {source_margin!r}")
+        self.source_margin = None if source_margin is None else int(source_margin)
         self._local = threading.local()
         self._model_info: dict | None = None
 
@@ -194,12 +208,12 @@ class Segmenter:
             self._local.shm = pair
         return pair
 
-    def _infer(self, info: dict, data: np.ndarray, pair: shm.TilePair | None) -> np.ndarray:
-        """One request -> (n, outputs, T, T); the tensors go through `pair`'s regions when given, else
-        in the request."""
+    def _infer(self, info: dict, data: np.ndarray, pair: shm.TilePair | None, names: list[str]) -> np.ndarray:
+        """One request for the outputs `names` -> (n, len(names), T, T); the tensors go through
+        `pair`'s regions when given, else in the request."""
         module = self._module()
         inp = module.InferInput(info["input"], list(data.shape), info["datatype"])
-        outs = [module.InferRequestedOutput(name) for name in info["outputs"]]
+        outs = [module.InferRequestedOutput(name) for name in names]
         if pair is not None:
             inp.set_shared_memory(pair.inp.name, pair.write(data))
             for k, out in enumerate(outs):
@@ -210,27 +224,32 @@ class Segmenter:
         result = self._client().infer(self.model_name, [inp], outputs=outs, model_version=self.model_version,
                                       **kwargs)
         if pair is not None:
-            return pair.read(len(data))
-        return np.stack([result.as_numpy(name)[:, 0] for name in info["outputs"]], axis=1)
+            return pair.read(len(data), len(names))
+        return np.stack([result.as_numpy(name)[:, 0] for name in names], axis=1)
 
     # -- inference ----------------------------------------------------------
-    def infer_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """(N, 6, T, T) uint16 -> (N, C, T, T) float32, with retries: channel 0 the plume
-        probability, channel 1 (C = 2) the source heat map when the model has one."""
+    def infer_tiles(self, tiles: np.ndarray, outputs: list[str] | None = None) -> np.ndarray:
+        """(N, 6, T, T) uint16 -> (N, C, T, T) float32, with retries: one channel per output asked
+        for (default: all of the model's, the plume probability first, then the source heat map
+        when the model has one)."""
         info = self.model_info()
         from tritonclient.utils import InferenceServerException
 
+        names = list(info["outputs"] if outputs is None else outputs)
+        unknown = [n for n in names if n not in info["outputs"]]
+        if unknown or not names:
+            raise ValueError(f"outputs must be some of {info['outputs']}, not {outputs!r}")
         data = tiles.astype(np.uint16 if info["datatype"] == "UINT16" else np.float32, copy=False)
         pair = self._tile_pair(info, data.dtype) if len(data) <= self._batch(info) else None
         if pair is not None:
             try:
-                return self._infer(info, data, pair)
+                return self._infer(info, data, pair, names)
             except Exception:  # e.g. a restarted server lost the registration: this worker uses the socket
                 self._local.refused = True
         delay = 0.2
         for attempt in range(self.retries):
             try:
-                return self._infer(info, data, None)
+                return self._infer(info, data, None, names)
             except InferenceServerException as exc:
                 transient = _is_transient(exc)
                 if not transient or attempt == self.retries - 1:
@@ -250,21 +269,16 @@ class Segmenter:
 
         Tiles are read as they are sent: memory holds the scene-sized outputs,
         not the scene's bands. `scene.valid` is filled in from the tiles read.
+        With a source heat map and `source_margin` set, every tile is sent for the probability,
+        then the tiles near plume pixels again for the heat map (the module's docstring).
         """
         t0 = time.perf_counter()
         info = self.model_info()
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
         grid = tile_grid(scene.height, scene.width, tile, overlap)
-        blender = Blender(scene.height, scene.width, tile, overlap, channels=len(info["outputs"]))
-        batch = self._batch(info)
-        chunks = [grid[i : i + batch] for i in range(0, len(grid), batch)]
-
-        def run(chunk):
-            blocks = [scene.read((t.row, t.col, t.height, t.width)) for t in chunk]
-            for t, block in zip(chunk, blocks):
-                scene.valid[t.row : t.row + t.height, t.col : t.col + t.width] = np.any(block != NODATA, axis=0)
-            return chunk, self.infer_tiles(np.stack([pad_tile(b, tile) for b in blocks]))
-
+        outputs = info["outputs"]
+        near_plumes = len(outputs) > 1 and self.source_margin is not None
+        blender = Blender(scene.height, scene.width, tile, overlap, channels=len(outputs))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -275,29 +289,40 @@ class Segmenter:
         def worker_init():
             self._local.regions = regions
 
+        source_tiles = len(grid)
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, initializer=worker_init) as pool:
-                # Bounded look-ahead: at most 2 x concurrency batches of tiles in flight.
-                pending = []
-                for chunk in chunks:
-                    pending.append(pool.submit(run, chunk))
-                    if len(pending) >= 2 * self.concurrency:
-                        self._collect(pending.pop(0), blender, bar)
-                for future in pending:
-                    self._collect(future, blender, bar)
+                self._send(pool, scene, grid, outputs[:1] if near_plumes else outputs, blender, 0, bar, tile)
+                probability = blender.channel(0)
+                np.clip(probability, 0.0, 1.0, out=probability)
+                mask = (probability >= info["threshold"]).astype(np.uint8)
+                mask[~scene.valid] = 0
+                if near_plumes:
+                    m = self.source_margin
+                    near = [t for t in grid if mask[max(0, t.row - m) : t.row + t.height + m,
+                                                     max(0, t.col - m) : t.col + t.width + m].any()]
+                    source_tiles = len(near)
+                    if bar is not None and near:
+                        bar.total += len(near)
+                        bar.refresh()
+                    self._send(pool, scene, near, outputs[1:], blender, 1, bar, tile)
         finally:
             for pair in regions:
                 pair.close()
             if bar is not None:
                 bar.close()
         blended = blender.result()
-        np.clip(blended, 0.0, 1.0, out=blended)
-        probability = blended[0]
         source = blended[1] if len(blended) > 1 else None
         if source is not None:
+            np.clip(source, 0.0, 1.0, out=source)
+            if near_plumes:
+                # Exact where every tile covering a pixel was sent again, which holds within the
+                # margin of every plume pixel; NaN wherever a tile that was not sent falls.
+                sent = set(near)
+                for t in grid:
+                    if t not in sent:
+                        source[t.row : t.row + t.height, t.col : t.col + t.width] = np.nan
             source[~scene.valid] = np.nan
-        mask = (probability >= info["threshold"]).astype(np.uint8)
-        mask[~scene.valid] = 0
         probability[~scene.valid] = np.nan
         return SegmentationResult(
             scene=scene,
@@ -306,17 +331,40 @@ class Segmenter:
             threshold=info["threshold"],
             model_name=self.model_name,
             model_version=info["version"],
-            timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid)},
+            timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid),
+                     "source_tiles": source_tiles if source is not None else 0},
             source=source,
         )
 
-    @staticmethod
-    def _collect(future, blender: Blender, bar) -> None:
-        chunk, probs = future.result()
-        for t, p in zip(chunk, probs):
-            blender.add(t, p)
-        if bar is not None:
-            bar.update(len(chunk))
+    def _send(self, pool, scene: Scene, tiles: list, outputs: list[str], blender: Blender, channel: int,
+              bar, tile: int) -> None:
+        """Send `tiles` in batches, several requests in flight, for `outputs`; blend the answers into
+        the blender's channels from `channel` on. The first pass (channel 0) also fills scene.valid."""
+        batch = self._batch(self.model_info())
+        chunks = [tiles[i : i + batch] for i in range(0, len(tiles), batch)]
+
+        def run(chunk):
+            blocks = [scene.read((t.row, t.col, t.height, t.width)) for t in chunk]
+            if channel == 0:
+                for t, block in zip(chunk, blocks):
+                    scene.valid[t.row : t.row + t.height, t.col : t.col + t.width] = np.any(block != NODATA, axis=0)
+            return chunk, self.infer_tiles(np.stack([pad_tile(b, tile) for b in blocks]), outputs)
+
+        def collect(future):
+            chunk, predictions = future.result()
+            for t, p in zip(chunk, predictions):
+                blender.add(t, p, channel)
+            if bar is not None:
+                bar.update(len(chunk))
+
+        # Bounded look-ahead: at most 2 x concurrency batches of tiles in flight.
+        pending = []
+        for chunk in chunks:
+            pending.append(pool.submit(run, chunk))
+            if len(pending) >= 2 * self.concurrency:
+                collect(pending.pop(0))
+        for future in pending:
+            collect(future)
 
     def segment(self, path: str | Path, progress: bool = False) -> SegmentationResult:
         """Check `path` under the input contract and segment it, reading it tile by tile."""

@@ -101,10 +101,12 @@ class TilePair:
         """Bytes of n tiles of one output tensor."""
         return n * int(np.prod(self.out_shape[1:])) * 4
 
-    def read(self, n: int) -> np.ndarray:
-        """A copy of the first n tiles of each output, (n, outputs, T, T) float32."""
+    def read(self, n: int, outputs: int | None = None) -> np.ndarray:
+        """A copy of the first n tiles of the first `outputs` output tensors (default: all),
+        (n, outputs, T, T) float32."""
+        count = self.outputs if outputs is None else min(int(outputs), self.outputs)
         return np.stack([self.out.array((n,) + self.out_shape[1:], np.float32, self.out_offset(k))[:, 0]
-                         for k in range(self.outputs)], axis=1)
+                         for k in range(count)], axis=1)
 
     def close(self) -> None:
         self.inp.close()

@@ -8,6 +8,8 @@ Triton's tutorials:
         config.pbtxt
         1/model.onnx      the exported graph (uint16 reflectance in, probability out)
         1/model.py        Python-backend model running onnxruntime (`cpu` target only)
+        1/*_plume.onnx    the served graph without its source branch (`cpu` target, models with
+                          a source heat map): runs requests that ask for the probability alone
         1/metadata.json   bands, tile size, threshold, metrics
         2/...             a newer version; version_policy says which are served
         configs/          the same model for NVIDIA's container, chosen with
@@ -195,6 +197,8 @@ def render_config(
     if target == "cpu":
         text += PARAMETER.format(key="intra_op_threads", value=threads)
         text += PARAMETER.format(key="onnx_file", value=onnx_file)
+        if metadata.get("cpu_plume_onnx_file"):  # requests for the probability alone run this graph
+            text += PARAMETER.format(key="plume_onnx_file", value=metadata["cpu_plume_onnx_file"])
     return text
 
 
@@ -250,6 +254,7 @@ def write_model_repository(
                 _copy(path, version_dir / variant)
     if target == "cpu":
         shutil.copyfile(TEMPLATES / "model.py", version_dir / "model.py")
+        metadata = _with_plume_only_graph(metadata, version_dir)
     meta = dict(metadata, version=version, target=target)
     (version_dir / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     _write_text(model_dir / "config.pbtxt", render_config(metadata, target, name=name, **config_options))
@@ -259,6 +264,28 @@ def write_model_repository(
             _write_text(model_dir / "configs" / f"{config_name}.pbtxt",
                         render_config(metadata, name=name, **options, **batch))
     return model_dir
+
+
+def _with_plume_only_graph(metadata: dict, version_dir: Path) -> dict:
+    """For a model with more outputs than the probability, write the plume-only graph of the file
+    that CPU instances serve (export/plume_graph.py) and name it in the metadata
+    ("cpu_plume_onnx_file"), so that requests for the probability alone skip the source branch."""
+    metadata = {k: v for k, v in metadata.items() if k != "cpu_plume_onnx_file"}
+    if len(model_outputs(metadata)) < 2:
+        return metadata
+    served = metadata.get("cpu_onnx_file", "model.onnx")
+    try:
+        from export.plume_graph import NotSeparable, plume_only_name, write_plume_only
+    except ImportError:  # onnx is in the train extra: the whole graph answers every request
+        return metadata
+    try:
+        dst = write_plume_only(version_dir / served, version_dir / plume_only_name(served))
+    except Exception as exc:  # NotSeparable, or a file onnx cannot read: the whole graph still serves
+        reason = str(exc) if isinstance(exc, NotSeparable) else f"{type(exc).__name__}: {exc}"
+        print(f"methane-seg: no plume-only graph, every request runs the whole graph ({reason})",
+              file=sys.stderr)
+        return metadata
+    return dict(metadata, cpu_plume_onnx_file=dst.name)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -12,7 +12,8 @@ Runs, one after another (each alone on the machine, each as its own process):
   client  perf/bench_client.py (d): a 5490 x 5490 scene through the client, Triton as shipped; then
           client-2x1-fp32 / client-2x1-int8: the same on a copy served 2 instances x 1 thread without
           batching, with model.onnx (FP32) and a fresh INT8 file (model_repository/ is not changed);
-          client-socket: as shipped, but the tiles over the socket instead of shared memory
+          client-socket: as shipped, but the tiles over the socket instead of shared memory;
+          client-source-all: as shipped, but every tile asks for the source heat map too (one pass)
   upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
 is recorded (errors.json, and in RESULTS.md) and the others still run.
@@ -51,6 +52,7 @@ FULL = {
     "client-2x1-fp32": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "FP32"],
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "client-socket": [str(PERF / "bench_client.py"), "--size", "5490", "--shared-memory", "none"],
+    "client-source-all": [str(PERF / "bench_client.py"), "--size", "5490", "--source-margin", "all"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60"],
 }
 QUICK = {
@@ -67,6 +69,7 @@ QUICK = {
     "client": [str(PERF / "bench_client.py"), "--size", "1024"],
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "1024", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "client-socket": [str(PERF / "bench_client.py"), "--size", "1024", "--shared-memory", "none"],
+    "client-source-all": [str(PERF / "bench_client.py"), "--size", "1024", "--source-margin", "all"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8"],
 }
 

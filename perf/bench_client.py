@@ -2,13 +2,15 @@
 
     python perf/bench_client.py [--size 5490] [--url HOST:PORT --protocol grpc] [--json FILE]
                                 [--variant 2x1-nobatch] [--onnx model_int8.onnx] [--shared-memory auto|none]
-                                [--repository DIR]
+                                [--repository DIR] [--source-margin PX|all]
 
 Without --url it starts the pip-installed tritonserver on model_repository/ (with --variant or --onnx: on a
 temporary copy with that layout, instances x threads and dynamic batching or not, and/or that ONNX file;
 model_repository/ itself is not changed). The scene is a
-simulated 512 x 512 scene repeated to the requested size (its content does not change the
-cost). The client runs in a child process (`methane-seg segment`), so its peak RSS is measured
+simulated 1830 x 1830 scene with one plume, repeated to the requested size (3 x 3 times for a
+whole tile: 9 plumes). Its content changes the cost only through the tiles sent again for the
+source heat map near plume pixels (`--source-margin`, client/segmenter.py; `all`: every tile
+asks for both outputs in one pass, as before). The client runs in a child process (`methane-seg segment`), so its peak RSS is measured
 alone: time, tiles/s and peak RSS, against the targets (<= 20 s, <= 2 GB). `--shared-memory none` sends the
 tiles over the socket instead of the shared memory the client uses beside a local server (client/shm.py).
 """
@@ -34,21 +36,24 @@ from client.shm import MODES, is_local  # noqa: E402
 from common import served_onnx  # noqa: E402
 
 
+BLOCK = 1830  # a third of a Sentinel-2 tile at 20 m
+
+
 def make_scene(path: Path, size: int) -> None:
     from client.contract import write_scene
     from training.simulate import simulate_scene
 
-    sim = simulate_scene(2_999_001, size=512, n_sources=2, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)
-    reps = -(-size // 512)
+    sim = simulate_scene(2_999_001, size=BLOCK, n_sources=1, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)
+    reps = -(-size // BLOCK)
     data = np.tile(sim.data, (1, reps, reps))[:, :size, :size]
     write_scene(path, np.ascontiguousarray(data), sim.crs, sim.transform)
 
 
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
-               shared_memory: str = "auto") -> dict:
+               shared_memory: str = "auto", source_margin: str = "32") -> dict:
     cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
            "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency),
-           "--shared-memory", shared_memory]
+           "--shared-memory", shared_memory, "--source-margin", source_margin]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - t0
@@ -56,7 +61,11 @@ def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, conc
         raise RuntimeError(f"segment failed ({done.returncode}): {done.stderr.strip()}")
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
     tiles = int(re.search(r"\((\d+) tiles", done.stdout).group(1))
+    again = re.search(r"(\d+) for the source heat map", done.stdout)  # 0 for a model without the heat map
+    plumes = re.search(r"(\d+) plume\(s\)", done.stdout)
     return {"seconds": round(elapsed, 2), "tiles": tiles, "tiles_per_s": round(tiles / elapsed, 1),
+            "source_tiles": int(again.group(1)) if again else None,
+            "plumes": int(plumes.group(1)) if plumes else None,
             "peak_rss_mb": round(rss_mb, 1)}
 
 
@@ -74,6 +83,8 @@ def main(argv=None) -> int:
                         "model_repository/ (without --variant or --onnx)")
     p.add_argument("--shared-memory", choices=MODES, default="auto",
                    help="the client's --shared-memory (default auto: shared memory beside a local server)")
+    p.add_argument("--source-margin", default="32",
+                   help="the client's --source-margin (default 32: the heat map near plumes only; all: everywhere)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
@@ -98,13 +109,14 @@ def main(argv=None) -> int:
             url = server.grpc_url if a.protocol == "grpc" else server.http_url
         try:
             figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency,
-                                 a.shared_memory)
+                                 a.shared_memory, a.source_margin)
         finally:
             if server is not None:
                 server.cleanup()
     figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
-                   variant=a.variant or ("shipped" if a.shared_memory != "none" else "shipped, socket"),
-                   shared_memory=a.shared_memory,
+                   variant=a.variant or ("shipped" + (", socket" if a.shared_memory == "none" else "")
+                                         + (", heat map on every tile" if a.source_margin == "all" else "")),
+                   shared_memory=a.shared_memory, source_margin=a.source_margin,
                    transport="socket" if a.shared_memory == "none" or (a.url and not is_local(a.url)) else "shm",
                    onnx=Path(a.onnx).name if a.onnx else served_onnx(a.repository).name,
                    repository=str(a.repository),

@@ -133,7 +133,12 @@ def test_repository_command_lays_out_targets_and_versions(tmp_path, capsys):
     assert not (out / "methane_seg" / "1" / "model.py").exists()
     assert main(["repository", "--target", "cpu", "--from", str(source), "--out", str(out), "--new-version"]) == 0
     assert [str(v) for v in versions(out / "methane_seg")] == ["1", "2"]
-    assert parse_config(out / "methane_seg" / "config.pbtxt").backend == "python"
+    config = parse_config(out / "methane_seg" / "config.pbtxt")
+    assert config.backend == "python"
+    # the cpu target writes the served graph's plume-only twin and names it
+    plume_file = config.parameters["plume_onnx_file"].string_value
+    assert plume_file == "model_int8_plume.onnx" and (out / "methane_seg" / "2" / plume_file).is_file()
+    assert json.loads((out / "methane_seg" / "2" / "metadata.json").read_text())["cpu_plume_onnx_file"] == plume_file
     assert main(["repository", "--target", "tensorrt", "--from", str(source), "--out", str(out)]) == 2
     assert "needs a plan" in capsys.readouterr().err
 
@@ -152,3 +157,38 @@ def test_container_configs_match_the_default(model_dir):
         kind = config.instance_group[0].kind
         assert kind == (model_config_pb2.ModelInstanceGroup.KIND_CPU if name.endswith("cpu")
                         else model_config_pb2.ModelInstanceGroup.KIND_GPU)
+
+
+def test_plume_only_graph_gives_the_whole_graphs_probability_to_the_bit():
+    """The committed plume-only graph (export/plume_graph.py), which CPU instances run for requests
+    that ask for the probability alone, drops the source branch and computes the same probability."""
+    import onnx
+
+    from training.simulate import simulate_scene
+
+    model_dir = MODEL_REPOSITORY / "methane_seg"
+    latest = model_dir / str(versions(model_dir)[-1])
+    config = parse_config(model_dir / "config.pbtxt")
+    whole_file = latest / config.parameters["onnx_file"].string_value
+    plume_file = latest / config.parameters["plume_onnx_file"].string_value
+    whole, plume = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]) for f in (whole_file, plume_file))
+    assert [o.name for o in plume.get_outputs()] == ["probability"]
+    assert len(onnx.load(str(plume_file)).graph.node) < len(onnx.load(str(whole_file)).graph.node) - 20
+    x = np.stack([simulate_scene(seed=s, size=256, n_sources=1, q_kg_h=30000.0, clouds=False).data for s in (1, 2)])
+    want = whole.run(["probability"], {"reflectance": x})[0]
+    got = plume.run(None, {"reflectance": x})[0]
+    assert np.array_equal(got, want) and (want >= float(config.parameters["threshold"].string_value)).any()
+
+
+def test_plume_only_refuses_a_graph_with_nothing_to_drop():
+    import onnx
+
+    from export.plume_graph import NotSeparable, plume_only, plume_only_name
+
+    assert plume_only_name("model_int8.onnx") == "model_int8_plume.onnx"
+    latest = MODEL_REPOSITORY / "methane_seg" / str(versions(MODEL_REPOSITORY / "methane_seg")[-1])
+    one_output = onnx.load(str(latest / "model_int8_plume.onnx"))
+    with pytest.raises(NotSeparable, match="one output"):
+        plume_only(one_output)
+    with pytest.raises(NotSeparable, match="no output"):
+        plume_only(onnx.load(str(latest / "model.onnx")), output="nonexistent")

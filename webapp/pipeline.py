@@ -53,17 +53,21 @@ class Upload:
 
 
 class ProgressSegmenter(Segmenter):
-    """A Segmenter that reports each batch of tiles it has had answered (for job progress)."""
+    """A Segmenter that reports each batch of tiles it has had answered for the plume probability
+    (for job progress: the scene's tile grid; the few tiles sent again for the source heat map near
+    plumes are not counted)."""
 
     def __init__(self, base: Segmenter, on_tiles: Callable[[int], None]):
         super().__init__(base.url, base.protocol, model_name=base.model_name, model_version=base.model_version,
                          batch_size=base.batch_size, concurrency=base.concurrency, overlap=base.overlap,
-                         timeout=base.timeout, retries=base.retries, shared_memory=base.shared_memory)
+                         timeout=base.timeout, retries=base.retries, shared_memory=base.shared_memory,
+                         source_margin=base.source_margin)
         self.on_tiles = on_tiles
 
-    def infer_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        probs = super().infer_tiles(tiles)
-        self.on_tiles(len(tiles))
+    def infer_tiles(self, tiles: np.ndarray, outputs: list[str] | None = None) -> np.ndarray:
+        probs = super().infer_tiles(tiles, outputs)
+        if outputs is None or self.model_info()["outputs"][0] in outputs:
+            self.on_tiles(len(tiles))
         return probs
 
 
