@@ -67,7 +67,7 @@ def test_tiled_scene_matches_one_full_pass(triton, big_scene, protocol):
         assert result.probability.shape == (src.height, src.width)
 
 
-def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene):
+def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, scenes):
     """The default client asks every tile for the probability (the server's plume-only graph) and
     only the tiles near plume pixels for the heat map: the same probability to the bit, the same
     heat map wherever it was computed, which covers every pixel within the margin of a plume, and
@@ -75,7 +75,7 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene):
     from scipy import ndimage
 
     from client.plumes import find_plumes
-    from client.segmenter import SOURCE_MARGIN_PX
+    from client.segmenter import SOURCE_MARGIN_PX, TWO_PASS_MIN_TILES
 
     path, _ = big_scene
     whole = Segmenter(triton.http_url, "http", source_margin=None).segment(path)
@@ -91,6 +91,10 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene):
     np.testing.assert_allclose(near.source[computed], whole.source[computed], rtol=0, atol=0.01)
     within = ndimage.distance_transform_edt(near.mask == 0) <= SOURCE_MARGIN_PX
     assert computed[within].all(), "the heat map is missing near a plume"
+    # a small scene (fewer than TWO_PASS_MIN_TILES tiles) asks every tile for both outputs at once
+    small = Segmenter(triton.http_url, "http").segment(scenes["strong"])
+    assert small.timings["source_tiles"] == small.timings["tiles"] < TWO_PASS_MIN_TILES <= near.timings["tiles"]
+    assert not np.isnan(small.source[small.scene.valid]).any()
     got, want = find_plumes(near), find_plumes(whole)
     assert len(got) == len(want) and any(p.source_from == "heat_map" for p in got)
     for a, b in zip(got, want):
