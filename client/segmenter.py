@@ -321,8 +321,8 @@ class Segmenter:
         if source is not None:
             np.clip(source, 0.0, 1.0, out=source)
             if near_plumes:
-                # Exact where every tile covering a pixel was sent again, which holds within the
-                # margin of every plume pixel; NaN wherever a tile that was not sent falls.
+                # As one pass gives it where every tile covering a pixel was sent again, which holds
+                # within the margin of every plume pixel; NaN wherever a tile that was not sent falls.
                 sent = set(near)
                 for t in grid:
                     if t not in sent:

@@ -2,6 +2,7 @@
 find_plumes when a SegmentationResult carries `source`)."""
 
 import numpy as np
+import pytest
 
 from client.plumes import heat_peaks, heat_sources, pick_source
 from client.plumes import _label as plume_labels
@@ -39,14 +40,31 @@ def test_a_plumes_peaks_are_the_peaks_nearest_to_it_highest_first():
     assert h == np.float32(0.8) and second[:2] == (31.0, 30.0)
 
 
-def test_the_source_is_the_highest_peak_unless_a_high_enough_one_is_at_the_traced_end():
-    peaks = [(31.0, 12.0, 0.8), (31.0, 45.0, 0.5), (31.0, 30.0, 0.3)]  # highest first
-    assert pick_source(peaks, (31.0, 12.5)) == (31.0, 12.0)  # both agree
-    assert pick_source(peaks, (30.0, 46.0)) == (31.0, 45.0)  # 0.5 >= 0.5 x 0.8, 1.4 px from the end
-    assert pick_source(peaks, (31.0, 30.0)) == (31.0, 12.0)  # 0.3 < 0.4: too weak to overrule
-    assert pick_source(peaks, (31.0, 40.0)) == (31.0, 12.0)  # no peak within 3 px of the end
-    assert pick_source(peaks, (31.0, 45.0), agree_frac=2.0) == (31.0, 12.0)  # the highest alone
-    assert pick_source(peaks, (31.0, 30.0), agree_frac=0.3) == (31.0, 30.0)
+def test_one_sidedness_is_one_at_a_plumes_end_and_low_in_its_middle():
+    from client.plumes import one_sidedness
+
+    rows, cols = np.nonzero(np.pad(np.ones((3, 30), bool), ((30, 31), (20, 14))))  # rows 30-32, cols 20-49
+    assert one_sidedness((31.0, 12.0), rows, cols) > 0.99  # upwind of the plume
+    assert one_sidedness((31.0, 20.0), rows, cols) > 0.9  # at its end
+    assert one_sidedness((31.0, 35.0), rows, cols) < 0.1  # in its middle
+    assert one_sidedness((31.0, 35.0), np.array([31]), np.array([35])) == 0.0
+
+
+def test_the_source_is_the_best_scored_peak():
+    """score = height / highest + 0.5 x one-sidedness - 0.5 x min(distance to the traced end, 10) / 10"""
+    rows, cols = np.nonzero(np.pad(np.ones((3, 30), bool), ((30, 31), (20, 14))))  # rows 30-32, cols 20-49
+    end, middle, tail = (31.0, 19.0, 0.8), (31.0, 35.0, 0.9), (31.0, 50.0, 0.5)
+    # the highest peak is in the plume's middle: the one at its end, also where tracing ended, wins
+    assert pick_source([middle, end], (31.0, 19.5), rows, cols) == end[:2]
+    # ... and wins without tracing's support too: 0.89 + 0.49 - 0.5 against 1 + 0.02 - 0.25
+    assert pick_source([middle, end], (31.0, 40.0), rows, cols) == end[:2]
+    # two ends: the traced one wins unless the other is much higher
+    assert pick_source([end, tail], (31.0, 50.0), rows, cols) == tail[:2]
+    assert pick_source([end, (31.0, 50.0, 0.1)], (31.0, 50.0), rows, cols) == end[:2]
+    assert pick_source([middle, end], (31.0, 19.5), rows, cols, choice="highest") == middle[:2]
+    assert pick_source([tail], (31.0, 19.0), rows, cols) == tail[:2]  # the only peak
+    with pytest.raises(ValueError, match="choice"):
+        pick_source([end], (0.0, 0.0), rows, cols, choice="first")
 
 
 def test_peaks_beyond_max_px_or_without_a_plume_give_nothing():
@@ -98,7 +116,7 @@ def test_find_plumes_prefers_a_peak_at_the_traced_end_over_a_higher_one_elsewher
         p = max(found, key=lambda p: p.pixels)
         return (p.source_row, p.source_col), p.source_from
 
-    assert source_of_main() == (end, "heat_map")  # 0.5 >= half of 0.9, at the traced end
-    assert source_of_main(agree_frac=2.0) == ((rows[far], cols[far]), "heat_map")  # the highest alone
-    heat[end] = 0.3  # below half of the highest: it no longer overrules
+    assert source_of_main() == (end, "heat_map")  # at the traced end: 0.5 / 0.9 against 1 - 0.5
+    assert source_of_main(heat_choice="highest") == ((rows[far], cols[far]), "heat_map")
+    heat[end] = 0.3  # a third of the highest: it no longer wins
     assert source_of_main()[0] == (rows[far], cols[far])
