@@ -105,12 +105,24 @@ def test_train_source_then_export_serves_two_outputs(tmp_path):
                  "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64", "--visible-drop", "0"]) == 0
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert {"source_recall", "false_peaks_per_scene", "val_sources"} <= set(history[0])
+    # continuing from that run's checkpoint (--init): same base, the branch's weights as the start
+    again = tmp_path / "source2"
+    assert main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64", "--visible-drop", "0",
+                 "--init", str(run / "last.pt")]) == 0
+    assert (again / "last.pt").is_file()
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as stop:
+        main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
+              "--init", str(tmp_path / "bad.pt")])
+    assert stop.value.code == 2
 
     repo = tmp_path / "repo"
     meta = export_checkpoint(run / "best.pt", repo, scenes=scenes, fp16_scenes=2)
     assert [o["name"] for o in meta["outputs"]] == ["probability", "source"]
     assert meta["source"]["sigma"] == 1.5 and "source_max_abs_diff" in meta["fp16"]
     version = repo / "methane_seg" / "1"
+    assert (version / "model_plume.onnx").is_file()  # the plume-only twin that CPU instances run
     x = scenes[0][None]
     base = ort.InferenceSession(str(base_onnx), providers=["CPUExecutionProvider"]).run(None, {"reflectance": x})
     for name in ("model.onnx", "model_fp16.onnx"):

@@ -14,13 +14,15 @@ visible plume pixels within HEAD_RADIUS_PX) is there to see. Crops: a share near
 scenes are scored by the client's own decoding (`client.plumes.heat_peaks`): the share of true
 sources with a peak within 2 px (recall) and the peaks per scene that are not near one.
 Checkpoints: OUT/last.pt, OUT/best.pt (best recall), loadable by `training.model.load_checkpoint`
-and `methane-seg export`.
+and `methane-seg export`. `--init OUT/last.pt` continues a run (on the same base) with a fresh
+learning-rate cycle.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -126,6 +128,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-train", type=int, default=0, help="use at most this many training scenes (0: all)")
     p.add_argument("--max-val", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, help="continue from an earlier train-source checkpoint on the same base "
+                                            "(its branch's weights; a fresh learning-rate schedule)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a = p.parse_args(argv)
@@ -154,7 +158,20 @@ def main(argv: list[str]) -> int:
     print(f"loaded {len(xt)} train / {len(xv)} val scenes, {int((ht >= 0.999).sum())} / "
           f"{int((hv >= 0.999).sum())} sources with a visible head, in {time.time() - t0:.0f} s", flush=True)
 
-    model = SourcePlumeNet.from_plumenet(base).to(device)
+    model = SourcePlumeNet.from_plumenet(base)
+    if a.init is not None:
+        try:
+            init = torch.load(a.init, map_location="cpu", weights_only=False)
+            base_state = {k: v for k, v in model.state_dict().items()}
+            model.load_state_dict(init["model"])
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            p.error(f"cannot continue from {a.init}: {exc}")
+        moved = [k for k, v in model.state_dict().items() if k in base_state and k.startswith("net.")
+                 and not torch.equal(v, base_state[k])]
+        if moved:
+            p.error(f"{a.init} was trained on another base network ({len(moved)} of its tensors differ)")
+        print(f"continuing from {a.init} ({init.get('source', {}).get('epochs', '?')} epochs)", flush=True)
+    model = model.to(device)
     for q in model.base_parameters():
         q.requires_grad_(False)
     params = model.source_parameters()
