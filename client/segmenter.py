@@ -16,8 +16,10 @@ Models with a source heat map (the `source` output) compute it in a branch that 
 again as the plume output on CPU, and it is only read near plumes (client.plumes.heat_sources): every
 tile asks for the probability alone, and only the tiles within `source_margin` pixels of a plume
 pixel are sent again for the heat map (the server's CPU instances run a plume-only graph for the
-first kind, export/plume_graph.py). Elsewhere `result.source` is NaN; `source_margin=None`, or a
-scene of fewer than TWO_PASS_MIN_TILES tiles, asks every tile for both outputs in one pass.
+first kind, export/plume_graph.py). Elsewhere `result.source` is NaN. `source_margin=None`, a
+scene of fewer than TWO_PASS_MIN_TILES tiles, or a server whose model configuration names no
+plume-only graph (`plume_onnx_file`: Triton's native backends run the whole graph for every request,
+so a second pass would only add its tiles) asks every tile for both outputs in one pass.
 
 On the server's own host the tiles travel through system shared memory
 (`shared_memory="auto"`, client/shm.py) instead of the socket; elsewhere, or
@@ -181,6 +183,8 @@ class Segmenter:
             "tile": dims[1],
             "max_batch_size": int(config.get("max_batch_size", config.get("maxBatchSize", 1)) or 1),
             "threshold": float(params.get("threshold", 0.5)),
+            # the server answers requests for the probability alone without the source branch
+            "plume_only_graph": bool(params.get("plume_onnx_file")),
             "version": str(versions[-1]),
         }
         return self._model_info
@@ -282,7 +286,8 @@ class Segmenter:
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
         grid = tile_grid(scene.height, scene.width, tile, overlap)
         outputs = info["outputs"]
-        near_plumes = len(outputs) > 1 and self.source_margin is not None and len(grid) >= TWO_PASS_MIN_TILES
+        near_plumes = (len(outputs) > 1 and self.source_margin is not None and info["plume_only_graph"]
+                       and len(grid) >= TWO_PASS_MIN_TILES)
         blender = Blender(scene.height, scene.width, tile, overlap, channels=len(outputs))
         bar = None
         if progress:

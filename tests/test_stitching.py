@@ -100,3 +100,27 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, sc
     for a, b in zip(got, want):
         assert a.source_from == b.source_from and a.pixels == b.pixels
         assert np.hypot(a.source_row - b.source_row, a.source_col - b.source_col) < 0.5, (a, b)
+
+
+def test_a_server_without_the_plume_only_graph_gets_one_pass(big_scene, tmp_path):
+    """Against a model whose configuration names no plume-only graph (as Triton's native backends,
+    which run the whole graph for every request) the client asks every tile for both outputs."""
+    import shutil
+
+    from client.server import TritonServer
+
+    repo = tmp_path / "repo"
+    shutil.copytree(MODEL_REPOSITORY, repo, ignore=shutil.ignore_patterns("__pycache__", "*_plume.onnx"))
+    config = repo / "methane_seg" / "config.pbtxt"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if "plume_onnx_file" not in line))
+    server = TritonServer(repo)
+    try:
+        server.start(timeout=180)
+        segmenter = Segmenter(server.grpc_url, "grpc")
+        assert segmenter.model_info()["plume_only_graph"] is False
+        result = segmenter.segment(big_scene[0])
+    finally:
+        server.cleanup()
+    assert result.timings["source_tiles"] == result.timings["tiles"] >= 81
+    assert not np.isnan(result.source).any() and result.mask.sum() > 0
