@@ -41,7 +41,9 @@ model: $(VENV)/.test
 	$(BIN)/methane-seg simulate --out data/test --n $${N_TEST:-1000} --size 256 --split test
 	$(BIN)/methane-seg train --data data --out runs/model $(MODEL_TRAIN_FLAGS)
 	$(BIN)/methane-seg train-source --base runs/model/best.pt --data data --out runs/source
-	$(BIN)/methane-seg export runs/source/last.pt --out model_repository
+	$(BIN)/methane-seg train-source --base runs/model/best.pt --data data --out runs/source2 \
+	  --init runs/source/last.pt --epochs 16 --lr 1e-3 --seed 1
+	$(BIN)/methane-seg export runs/source2/last.pt --out model_repository
 	$(BIN)/python -m export.int8 --onnx model_repository/methane_seg/1/model.onnx --test data/test \
 	  --n-test $${N_TEST:-1000} --json runs/int8.json --serve
 	$(BIN)/python -m training.examples --out examples

@@ -293,7 +293,7 @@ def build_metadata(ck: dict, parity: float) -> dict:
         meta["outputs"] = [meta["output"], {
             "name": SOURCE_OUTPUT, "dtype": "float32", "layout": "NCHW", "shape": [-1, 1, -1, -1],
             "meaning": MEANINGS[SOURCE_OUTPUT]}]
-        meta["source"] = {k: ck["source"][k] for k in ("sigma", "epochs", "val_metrics") if k in ck["source"]}
+        meta["source"] = {k: ck["source"][k] for k in ("sigma", "epochs", "schedule", "val_metrics") if k in ck["source"]}
         meta["architecture"] += " + source branch (second decoder)"
     return meta
 

@@ -110,7 +110,10 @@ def test_train_source_then_export_serves_two_outputs(tmp_path):
     assert main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
                  "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64", "--visible-drop", "0",
                  "--init", str(run / "last.pt")]) == 0
-    assert (again / "last.pt").is_file()
+    import torch
+
+    continued = torch.load(again / "last.pt", map_location="cpu", weights_only=False)["source"]
+    assert continued["epochs"] == 2 and [c["epochs"] for c in continued["schedule"]] == [1, 1]
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as stop:
         main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",

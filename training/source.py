@@ -159,6 +159,7 @@ def main(argv: list[str]) -> int:
           f"{int((hv >= 0.999).sum())} sources with a visible head, in {time.time() - t0:.0f} s", flush=True)
 
     model = SourcePlumeNet.from_plumenet(base)
+    prior_epochs, schedule = 0, []  # epochs and learning-rate cycles of the run continued (--init)
     if a.init is not None:
         try:
             init = torch.load(a.init, map_location="cpu", weights_only=False)
@@ -170,7 +171,11 @@ def main(argv: list[str]) -> int:
                  and not torch.equal(v, base_state[k])]
         if moved:
             p.error(f"{a.init} was trained on another base network ({len(moved)} of its tensors differ)")
-        print(f"continuing from {a.init} ({init.get('source', {}).get('epochs', '?')} epochs)", flush=True)
+        earlier = init.get("source", {})
+        prior_epochs = int(earlier.get("epochs", 0))
+        schedule = list(earlier.get("schedule") or
+                        [{"epochs": prior_epochs, "lr": float(earlier.get("args", {}).get("lr", "nan"))}])
+        print(f"continuing from {a.init} ({prior_epochs} epochs)", flush=True)
     model = model.to(device)
     for q in model.base_parameters():
         q.requires_grad_(False)
@@ -201,8 +206,9 @@ def main(argv: list[str]) -> int:
         ck = {**{k: base_ck[k] for k in ("threshold", "val_metrics", "trained_scenes", "epoch") if k in base_ck},
               "model": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": model.arch, "features": model.feature_set,
               "norm_mean": model.mean.flatten().tolist(), "norm_std": model.std.flatten().tolist(),
-              "source": {"sigma": a.sigma, "epochs": epoch + 1, "base": str(a.base), "val_metrics": metrics,
-                         "args": {k: str(v) for k, v in vars(a).items()}}}
+              "source": {"sigma": a.sigma, "epochs": prior_epochs + epoch + 1, "base": str(a.base),
+                         "val_metrics": metrics, "args": {k: str(v) for k, v in vars(a).items()},
+                         "schedule": schedule + [{"epochs": epoch + 1, "lr": a.lr}]}}
         torch.save(ck, a.out / "last.pt")
         if metrics["source_recall"] > best:
             best = metrics["source_recall"]
