@@ -1,14 +1,14 @@
 """Leak coordinates through the real server: `methane-seg segment` on simulated scenes with strong
 plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
 
-Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 93 % of their
-sources within 2 pixels (27 of 29), median 0.65 px, with the source heat map
+Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 97 % of their
+sources within 2 pixels (28 of 29), median 0.59 px, with the source heat map
 (client.plumes.heat_sources, pick_source). These scenes are the block on which the upwind walk was
 tuned (traced from the mask alone: 86 %, 0.66 px); on the 840 held-out scenes of five other
 blocks the heat map gives 91 % against 77 % traced (README, "Plumes, leak sources";
 `methane-seg sources` measures both in process). The issue asks for every source within 2 pixels;
 the model does not reach that, so the test holds the figures a little below what was measured
-(85 %: two more misses fail it): a worse model or a broken source step fails it, and most sources
+(90 %: two more misses fail it): a worse model or a broken source step fails it, and most sources
 must come from the heat map (measured: all 44 source points, from the 29 scenes with the true
 plume and some stray detections).
 """
@@ -69,5 +69,5 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
     print(f"sources from the heat map: {methods.count('heat_map')} of {len(methods)}")
     assert len(errors) >= 24
     assert methods.count("heat_map") >= 0.8 * len(methods), methods
-    assert np.mean(errors <= 2.0) >= 0.85, errors
+    assert np.mean(errors <= 2.0) >= 0.9, errors
     assert np.median(errors) <= 1.0, errors
