@@ -315,7 +315,7 @@ HEAT_MAX_PX = 30.0  # ... of the plume that lies within this many pixels of it
 # A plume's source is the peak with the best score (pick_source): its height over the highest peak's,
 # plus SIDE_WEIGHT x its one-sidedness (1 where the plume lies all on one side of it, as it does of
 # its source), less TRACED_WEIGHT x its distance to the end traced from the mask, counted up to
-# TRACED_CAP_PX, over TRACED_CAP_PX (chosen on 678 plumes, checked on 1160 others: docs/methods.md).
+# TRACED_CAP_PX, over TRACED_CAP_PX (chosen on 840 scenes, checked on 1540 others: docs/methods.md).
 SIDE_WEIGHT = 0.5
 TRACED_WEIGHT = 0.5
 TRACED_CAP_PX = 10.0
