@@ -78,7 +78,7 @@ def test_a_network_is_rebuilt_from_its_onnx_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_source_then_export_serves_two_outputs(tmp_path):
+def test_train_source_then_export_serves_two_outputs(tmp_path, capsys):
     """train -> export -> train-source on the exported ONNX -> export: the new graph has `probability`
     (the base's, unchanged) and `source`, in the metadata and in all three Triton configurations."""
     import onnxruntime as ort
@@ -114,6 +114,15 @@ def test_train_source_then_export_serves_two_outputs(tmp_path):
 
     continued = torch.load(again / "last.pt", map_location="cpu", weights_only=False)["source"]
     assert continued["epochs"] == 2 and [c["epochs"] for c in continued["schedule"]] == [1, 1]
+    # a checkpoint whose plume network is not this base's is refused
+    other = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    key = next(k for k in other["model"] if k.startswith("net.") and other["model"][k].is_floating_point())
+    other["model"][key] = other["model"][key] + 1.0
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(SystemExit) as stop:
+        main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
+              "--init", str(tmp_path / "other.pt")])
+    assert stop.value.code == 2 and "another base network" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as stop:
         main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",

@@ -161,16 +161,22 @@ def main(argv: list[str]) -> int:
     model = SourcePlumeNet.from_plumenet(base)
     prior_epochs, schedule = 0, []  # epochs and learning-rate cycles of the run continued (--init)
     if a.init is not None:
+        # The same base gives the same plume output (the encoder's deeper layers, which a shallow
+        # U-Net never runs, are not compared: they are whatever the rebuilt network started with).
+        probe = torch.from_numpy(np.ascontiguousarray(xv[:2, :, :64, :64], dtype=np.float32))
+        model.eval()
+        with torch.no_grad():
+            before = model.encode(probe)[1]
         try:
             init = torch.load(a.init, map_location="cpu", weights_only=False)
-            base_state = {k: v for k, v in model.state_dict().items()}
             model.load_state_dict(init["model"])
         except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             p.error(f"cannot continue from {a.init}: {exc}")
-        moved = [k for k, v in model.state_dict().items() if k in base_state and k.startswith("net.")
-                 and not torch.equal(v, base_state[k])]
-        if moved:
-            p.error(f"{a.init} was trained on another base network ({len(moved)} of its tensors differ)")
+        with torch.no_grad():
+            after = model.encode(probe)[1]
+        if not torch.allclose(before, after, rtol=0, atol=1e-5):
+            p.error(f"{a.init} was trained on another base network (its plume logits differ by up to "
+                    f"{float((before - after).abs().max()):.3g})")
         earlier = init.get("source", {})
         prior_epochs = int(earlier.get("epochs", 0))
         schedule = list(earlier.get("schedule") or
