@@ -14,6 +14,7 @@ and `plume_only` checks on a batch of tiles that its probability is the whole gr
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,18 @@ def plume_only_name(onnx_file: str) -> str:
     """model_int8.onnx -> model_int8_plume.onnx"""
     stem = onnx_file[:-5] if onnx_file.endswith(".onnx") else onnx_file
     return f"{stem}_plume.onnx"
+
+
+def plume_only_beside(src: Path) -> Path | None:
+    """Write the plume-only graph of the ONNX file `src` beside it (`plume_only_name`); None, with
+    the reason on stderr, when there is none (every request then runs the whole graph)."""
+    try:
+        return write_plume_only(src, src.with_name(plume_only_name(src.name)))
+    except Exception as exc:  # NotSeparable, or a file onnx cannot read
+        reason = str(exc) if isinstance(exc, NotSeparable) else f"{type(exc).__name__}: {exc}"
+        print(f"methane-seg: no plume-only graph for {src.name}, every request runs the whole graph ({reason})",
+              file=sys.stderr)
+        return None
 
 
 def write_plume_only(src: Path, dst: Path) -> Path:

@@ -273,19 +273,10 @@ def _with_plume_only_graph(metadata: dict, version_dir: Path) -> dict:
     metadata = {k: v for k, v in metadata.items() if k != "cpu_plume_onnx_file"}
     if len(model_outputs(metadata)) < 2:
         return metadata
-    served = metadata.get("cpu_onnx_file", "model.onnx")
-    try:
-        from export.plume_graph import NotSeparable, plume_only_name, write_plume_only
-    except ImportError:  # onnx is in the train extra: the whole graph answers every request
-        return metadata
-    try:
-        dst = write_plume_only(version_dir / served, version_dir / plume_only_name(served))
-    except Exception as exc:  # NotSeparable, or a file onnx cannot read: the whole graph still serves
-        reason = str(exc) if isinstance(exc, NotSeparable) else f"{type(exc).__name__}: {exc}"
-        print(f"methane-seg: no plume-only graph, every request runs the whole graph ({reason})",
-              file=sys.stderr)
-        return metadata
-    return dict(metadata, cpu_plume_onnx_file=dst.name)
+    from export.plume_graph import plume_only_beside
+
+    dst = plume_only_beside(version_dir / metadata.get("cpu_onnx_file", "model.onnx"))
+    return metadata if dst is None else dict(metadata, cpu_plume_onnx_file=dst.name)
 
 
 def _write_text(path: Path, text: str) -> None:

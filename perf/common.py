@@ -217,14 +217,13 @@ def repository_variant(dst: Path, *, instances: int, threads: int, dynamic: bool
         shutil.copy2(onnx_src, model_dir / "1" / "model.onnx")
     config.parameters["onnx_file"].string_value = "model.onnx"
     if "plume_onnx_file" in config.parameters:  # the plume-only twin of this variant's graph
-        from export.plume_graph import write_plume_only
+        from export.plume_graph import plume_only_beside
 
-        try:
-            write_plume_only(model_dir / "1" / "model.onnx", model_dir / "1" / "model_plume.onnx")
-            config.parameters["plume_onnx_file"].string_value = "model_plume.onnx"
-        except Exception as exc:  # every request runs the whole graph
-            print(f"{onnx_src.name}: no plume-only graph ({exc})", file=sys.stderr)
+        twin = plume_only_beside(model_dir / "1" / "model.onnx")
+        if twin is None:
             del config.parameters["plume_onnx_file"]
+        else:
+            config.parameters["plume_onnx_file"].string_value = twin.name
     config.parameters["intra_op_threads"].string_value = str(threads)
     del config.instance_group[:]
     config.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)

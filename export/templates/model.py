@@ -48,21 +48,24 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = [None] * len(requests)
         try:
+            wanted = [self._wanted(request) for request in requests]
             groups = {}
-            for i, request in enumerate(requests):
-                wanted = self._wanted(request)
-                g = next(k for k, (names, _) in enumerate(self.graphs) if wanted <= set(names))
+            for i, want in enumerate(wanted):
+                g = next(k for k, (names, _) in enumerate(self.graphs) if want <= set(names))
                 groups.setdefault(g, []).append(i)
         except Exception as exc:
             error = pb_utils.TritonError(f"inference failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         for g, members in groups.items():
             names, session = self.graphs[g]
-            for i, response in zip(members, self._run([requests[i] for i in members], names, session)):
+            answers = self._run([requests[i] for i in members], [wanted[i] for i in members], names, session)
+            for i, response in zip(members, answers):
                 responses[i] = response
         return responses
 
-    def _run(self, requests, names, session):
+    def _run(self, requests, wanted, names, session):
+        """One onnxruntime run of `session` for `requests`; each response holds the outputs its
+        request wants."""
         inputs = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
         sizes = [x.shape[0] for x in inputs]
         try:
@@ -73,10 +76,9 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses = []
         start = 0
-        for request, n in zip(requests, sizes):
-            wanted = self._wanted(request)
+        for want, n in zip(wanted, sizes):
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + n]))
-                       for name, out in zip(names, outs) if name in wanted]
+                       for name, out in zip(names, outs) if name in want]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += n
         return responses
