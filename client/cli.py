@@ -83,6 +83,9 @@ def segment_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-margin", type=_source_margin, default=os.environ.get("SOURCE_MARGIN_PX", "32"),
                    help="pixels around plume pixels where the source heat map is computed (default 32, which "
                         "covers every peak the source step reads); 'all': on every tile; env SOURCE_MARGIN_PX")
+    p.add_argument("--source-views", type=_source_views, default=os.environ.get("SOURCE_VIEWS", "2"),
+                   help="views of each heat-map tile whose maps are averaged: 1, 2 (and turned 180 degrees; "
+                        "default: more sources within 2 px) or 4 (and flipped both ways); env SOURCE_VIEWS")
     p.add_argument("--max-size-mb", type=_number(float, 0.001, None, "a positive number of MB"),
                    default=os.environ.get("MAX_UPLOAD_MB") or "512",
                    help="refuse input files larger than this (default 512; env MAX_UPLOAD_MB, as the web app)")
@@ -99,6 +102,15 @@ def _source_margin(text: str) -> int | None:
     return _number(int, 0, 100000, "a whole number of pixels from 0, or 'all'")(text)
 
 
+def _source_views(text: str) -> int:
+    from client.tiling import VIEW_COUNTS
+
+    n = _number(int, 1, 4, "1, 2 or 4")(text)
+    if n not in VIEW_COUNTS:
+        raise argparse.ArgumentTypeError(f"must be 1, 2 or 4, not {text!r}")
+    return n
+
+
 def segment_main(argv: list[str]) -> int:
     args = segment_parser().parse_args(argv)
     from client.segmenter import Segmenter
@@ -110,7 +122,7 @@ def segment_main(argv: list[str]) -> int:
 
     segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
                           concurrency=args.concurrency, timeout=args.timeout, shared_memory=args.shared_memory,
-                          source_margin=args.source_margin)
+                          source_margin=args.source_margin, source_views=args.source_views)
     worst = 0
     for scene in args.scenes:
         code = _segment_one(segmenter, scene, args, quiet=len(args.scenes) > 1)
@@ -142,7 +154,8 @@ def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
     except OSError as exc:
         return _fail(f"cannot write outputs: {exc}", EXIT_BAD_INPUT)
     print(f"{result.scene.name}: {result.plume_pixels} plume pixels, {len(plumes)} plume(s) "
-          f"({result.timings['tiles']} tiles, {result.timings['source_tiles']} for the source heat map, "
+          f"({result.timings['tiles']} tiles, {result.timings['source_tiles']} for the source heat map in "
+          f"{result.timings['source_views']} view(s), "
           f"{result.timings['inference_s']:.2f} s)")
     if not quiet:
         for pl in plumes:

@@ -14,12 +14,13 @@ value chosen on the validation split.
 
 Models with a source heat map (the `source` output) compute it in a branch that costs as much
 again as the plume output on CPU, and it is only read near plumes (client.plumes.heat_sources): every
-tile asks for the probability alone, and only the tiles within `source_margin` pixels of a plume
-pixel are sent again for the heat map (the server's CPU instances run a plume-only graph for the
-first kind, export/plume_graph.py). Elsewhere `result.source` is NaN. `source_margin=None`, a
-scene of fewer than TWO_PASS_MIN_TILES tiles, or a server whose model configuration names no
-plume-only graph (`plume_onnx_file`: Triton's native backends run the whole graph for every request,
-so a second pass would only add its tiles) asks every tile for both outputs in one pass.
+tile asks for the probability alone (the server's CPU instances run a plume-only graph for it,
+export/plume_graph.py), then a tile is centred on each group of plume pixels (client.tiling.
+tiles_around: every pixel within `source_margin` of a plume pixel, with SOURCE_CONTEXT_PX of context)
+and sent for the heat map in `source_views` views (the tile and its flips, client.tiling.views),
+whose maps are averaged: test-time augmentation, which puts more sources within 2 px (README).
+Elsewhere `result.source` is NaN. `source_margin=None` asks every tile of the grid for both outputs
+in one pass, in one view.
 
 On the server's own host the tiles travel through system shared memory
 (`shared_memory="auto"`, client/shm.py) instead of the socket; elsewhere, or
@@ -38,18 +39,21 @@ import numpy as np
 
 from client import shm
 from client.contract import BANDS, NODATA, SOURCE_OUTPUT, ContractError, Scene, open_scene, read_error
-from client.tiling import Blender, pad_tile, tile_grid
+from client.tiling import VIEW_COUNTS, Blender, mean_of_views, pad_tile, tile_grid, tiles_around, views
 
 DEFAULT_MODEL = "methane_seg"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 # Pixels around the plume pixels where the source heat map is computed: client.plumes.heat_sources
 # reads peaks within HEAT_MAX_PX (30) of a plume pixel, and a peak's 3 x 3 neighbourhood.
 SOURCE_MARGIN_PX = 32
-# Scenes of fewer tiles ask every tile for both outputs in one pass: the probability alone costs
-# about 0.6 of both, so the second pass pays only while fewer than 0.4 of the tiles lie near plumes,
-# and in a small scene plumes reach a large share of them (the 1024 x 1024 sample upload: 12 of 25
-# tiles, 1.51 s in two passes against 1.41 s in one; a whole Sentinel-2 tile: 60 of 625).
-TWO_PASS_MIN_TILES = 64
+# Context around that area in a heat-map tile: the model's 31-pixel local background and most of its
+# receptive field lie inside the tile.
+SOURCE_CONTEXT_PX = 32
+# Views of each heat-map tile whose maps are averaged (1, 2: and the tile turned 180 degrees, 4: and
+# flipped by rows and by columns). Sources within 2 px in 1, 2 and 4 views: 91.2, 92.9 and 92.5 % on
+# 840 held-out scenes, 91.8, 93.0 and 93.6 % on 1000 more; a whole Sentinel-2 tile takes 17.8-18.4,
+# 19.1 and 21.2-21.3 s (README, "Plumes, leak sources"; perf/RESULTS.md).
+SOURCE_VIEWS = 2
 
 
 class TritonUnavailable(RuntimeError):
@@ -101,6 +105,7 @@ class Segmenter:
         retries: int = 3,
         shared_memory: str = "auto",
         source_margin: int | None = SOURCE_MARGIN_PX,
+        source_views: int = SOURCE_VIEWS,
     ):
         self.protocol = protocol
         self.url = normalise_url(url, protocol)
@@ -117,6 +122,9 @@ class Segmenter:
         if source_margin is not None and int(source_margin) < 0:
             raise ValueError(f"source_margin must be >= 0 pixels or None, not {source_margin!r}")
         self.source_margin = None if source_margin is None else int(source_margin)
+        if source_views not in VIEW_COUNTS:
+            raise ValueError(f"source_views must be one of {VIEW_COUNTS}, not {source_views!r}")
+        self.source_views = int(source_views)
         self._local = threading.local()
         self._model_info: dict | None = None
 
@@ -183,8 +191,6 @@ class Segmenter:
             "tile": dims[1],
             "max_batch_size": int(config.get("max_batch_size", config.get("maxBatchSize", 1)) or 1),
             "threshold": float(params.get("threshold", 0.5)),
-            # the server answers requests for the probability alone without the source branch
-            "plume_only_graph": bool(params.get("plume_onnx_file")),
             "version": str(versions[-1]),
         }
         return self._model_info
@@ -279,16 +285,15 @@ class Segmenter:
         Tiles are read as they are sent: memory holds the scene-sized outputs,
         not the scene's bands. `scene.valid` is filled in from the tiles read.
         With a source heat map and `source_margin` set, every tile is sent for the probability,
-        then the tiles near plume pixels again for the heat map (the module's docstring).
+        then tiles centred on the plumes for the heat map, in several views (the module's docstring).
         """
         t0 = time.perf_counter()
         info = self.model_info()
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
         grid = tile_grid(scene.height, scene.width, tile, overlap)
         outputs = info["outputs"]
-        near_plumes = (len(outputs) > 1 and self.source_margin is not None and info["plume_only_graph"]
-                       and len(grid) >= TWO_PASS_MIN_TILES)
-        blender = Blender(scene.height, scene.width, tile, overlap, channels=len(outputs))
+        near_plumes = len(outputs) > 1 and self.source_margin is not None
+        blender = Blender(scene.height, scene.width, tile, overlap, channels=1 if near_plumes else len(outputs))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -299,39 +304,35 @@ class Segmenter:
         def worker_init():
             self._local.regions = regions
 
-        source_tiles = len(grid)
+        source_tiles, source = len(grid), None
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, initializer=worker_init) as pool:
-                self._send(pool, scene, grid, outputs[:1] if near_plumes else outputs, blender, 0, bar, tile)
+                self._send(pool, scene, grid, outputs[:1] if near_plumes else outputs, blender, bar, tile)
                 probability = blender.channel(0)
                 np.clip(probability, 0.0, 1.0, out=probability)
                 mask = (probability >= info["threshold"]).astype(np.uint8)
                 mask[~scene.valid] = 0
                 if near_plumes:
-                    m = self.source_margin
-                    near = [t for t in grid if mask[max(0, t.row - m) : t.row + t.height + m,
-                                                     max(0, t.col - m) : t.col + t.width + m].any()]
+                    near = tiles_around(mask, tile, self.source_margin, SOURCE_CONTEXT_PX)
                     source_tiles = len(near)
                     if bar is not None and near:
                         bar.total += len(near)
                         bar.refresh()
-                    self._send(pool, scene, near, outputs[1:], blender, 1, bar, tile)
+                    heat = Blender(scene.height, scene.width, tile, 2 * SOURCE_CONTEXT_PX)
+                    self._send(pool, scene, near, outputs[1:], heat, bar, tile, n_views=self.source_views)
+                    source = heat.channel(0)
+                    source[heat.weight == 0] = np.nan  # no heat-map tile fell here
+                    del heat
         finally:
             for pair in regions:
                 pair.close()
             if bar is not None:
                 bar.close()
         blended = blender.result()
-        source = blended[1] if len(blended) > 1 else None
+        if len(blended) > 1:
+            source = blended[1]
         if source is not None:
             np.clip(source, 0.0, 1.0, out=source)
-            if near_plumes:
-                # As one pass gives it where every tile covering a pixel was sent again, which holds
-                # within the margin of every plume pixel; NaN wherever a tile that was not sent falls.
-                sent = set(near)
-                for t in grid:
-                    if t not in sent:
-                        source[t.row : t.row + t.height, t.col : t.col + t.width] = np.nan
             source[~scene.valid] = np.nan
         probability[~scene.valid] = np.nan
         return SegmentationResult(
@@ -342,28 +343,36 @@ class Segmenter:
             model_name=self.model_name,
             model_version=info["version"],
             timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid),
-                     "source_tiles": source_tiles if source is not None else 0},
+                     "source_tiles": source_tiles if source is not None else 0,
+                     "source_views": (self.source_views if near_plumes else 1) if source is not None else 0},
             source=source,
         )
 
-    def _send(self, pool, scene: Scene, tiles: list, outputs: list[str], blender: Blender, channel: int,
-              bar, tile: int) -> None:
+    def _send(self, pool, scene: Scene, tiles: list, outputs: list[str], blender: Blender, bar, tile: int,
+              n_views: int = 1) -> None:
         """Send `tiles` in batches, several requests in flight, for `outputs`; blend the answers into
-        the blender's channels from `channel` on. The first pass (channel 0) also fills scene.valid."""
-        batch = self._batch(self.model_info())
-        chunks = [tiles[i : i + batch] for i in range(0, len(tiles), batch)]
+        the blender. Each tile goes in `n_views` views (client.tiling.views) whose answers are averaged.
+        The first pass (one view) also fills scene.valid."""
+        per_request = max(1, self._batch(self.model_info()) // n_views)
+        chunks = [tiles[i : i + per_request] for i in range(0, len(tiles), per_request)]
 
         def run(chunk):
             blocks = [scene.read((t.row, t.col, t.height, t.width)) for t in chunk]
-            if channel == 0:
+            if n_views == 1:
                 for t, block in zip(chunk, blocks):
                     scene.valid[t.row : t.row + t.height, t.col : t.col + t.width] = np.any(block != NODATA, axis=0)
-            return chunk, self.infer_tiles(np.stack([pad_tile(b, tile) for b in blocks]), outputs)
+            arrays = [v for b in blocks for v in views(pad_tile(b, tile), n_views)]
+            predictions = self.infer_tiles(np.stack(arrays), outputs)
+            if n_views > 1:
+                predictions = np.stack([
+                    np.stack([mean_of_views(predictions[i : i + n_views, k]) for k in range(len(outputs))])
+                    for i in range(0, len(predictions), n_views)])
+            return chunk, predictions
 
         def collect(future):
             chunk, predictions = future.result()
             for t, p in zip(chunk, predictions):
-                blender.add(t, p, channel)
+                blender.add(t, p)
             if bar is not None:
                 bar.update(len(chunk))
 

@@ -114,3 +114,70 @@ class Blender:
             self.channel(k)
         self.weight = np.empty((0, 0), np.float32)  # released; add() after result() is an error
         return self.sum
+
+
+def _cover(lo: int, hi: int, length: int, tile: int, context: int) -> list[int]:
+    """Start offsets along one axis of tiles that cover [lo, hi) with every pixel at least `context`
+    pixels inside some tile (or at the scene's border), within [0, length)."""
+    inner = tile - 2 * context
+    if hi - lo <= inner:  # one tile, centred on the span
+        return [min(max(0, (lo + hi - tile) // 2), max(0, length - tile))]
+    a, b = max(0, lo - context), min(length, hi + context)
+    return [min(a + s, max(0, length - tile)) for s in tile_starts(b - a, tile, 2 * context)]
+
+
+GROUP_CELL = 8  # pixels a side of the cells that plume groups are found on (tiles_around)
+
+
+def tiles_around(mask: np.ndarray, tile: int, margin: int, context: int) -> list[Tile]:
+    """Tiles that cover every pixel within `margin` of a mask pixel, each such pixel at least `context`
+    pixels from the edges of a tile that covers it (unless it lies that close to the scene's border):
+    one tile centred on each group of plume pixels where the group and its margin fit, a small grid
+    over it where they do not. Groups whose margins touch are one group."""
+    from scipy import ndimage
+
+    if not 0 <= 2 * context < tile:
+        raise ValueError(f"context {context} must be under half the tile {tile}")
+    height, width = mask.shape
+    # The margin around the plume pixels, on a grid of GROUP_CELL-pixel cells (a whole Sentinel-2
+    # tile in a few tens of ms): a cell holds plume pixels if any of its pixels does, and the margin
+    # is rounded up to whole cells, so the groups' boxes cover at least what they must.
+    cell = GROUP_CELL
+    ph, pw = -height % cell, -width % cell
+    coarse = np.pad(np.asarray(mask, dtype=bool), ((0, ph), (0, pw)))
+    coarse = coarse.reshape(coarse.shape[0] // cell, cell, coarse.shape[1] // cell, cell).any(axis=(1, 3))
+    reach = -(-margin // cell)
+    near = ndimage.maximum_filter(coarse.view(np.uint8), size=2 * reach + 1).view(bool)
+    labels, _ = ndimage.label(near, structure=np.ones((3, 3), dtype=int))
+    tiles: list[Tile] = []
+    for box in ndimage.find_objects(labels):
+        if box is None:
+            continue
+        r0, r1 = box[0].start * cell, min(height, box[0].stop * cell)
+        c0, c1 = box[1].start * cell, min(width, box[1].stop * cell)
+        for r in _cover(r0, r1, height, tile, context):
+            for c in _cover(c0, c1, width, tile, context):
+                t = Tile(r, c, min(tile, height - r), min(tile, width - c))
+                if t not in tiles:
+                    tiles.append(t)
+    return tiles
+
+
+# The flips that a view of a tile is made with (test-time augmentation): each is its own inverse.
+VIEW_FLIPS = ((), (1, 2), (1,), (2,))  # axes of a (C, T, T) block: none, both (180 deg), rows, columns
+VIEW_COUNTS = (1, 2, 4)
+
+
+def views(block: np.ndarray, n: int) -> list[np.ndarray]:
+    """The first n views of a (C, T, T) block (VIEW_FLIPS)."""
+    if n not in VIEW_COUNTS:
+        raise ValueError(f"views must be one of {VIEW_COUNTS}, not {n!r}")
+    return [np.flip(block, axes) if axes else block for axes in VIEW_FLIPS[:n]]
+
+
+def mean_of_views(predictions: np.ndarray) -> np.ndarray:
+    """(n, T, T) predictions of a tile's first n views -> their mean in the tile's own orientation."""
+    out = np.zeros(predictions.shape[1:], dtype=np.float32)
+    for p, axes in zip(predictions, VIEW_FLIPS):
+        out += np.flip(p, tuple(a - 1 for a in axes)) if axes else p
+    return out / len(predictions)

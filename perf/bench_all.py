@@ -14,6 +14,8 @@ Runs, one after another (each alone on the machine, each as its own process):
           batching, with model.onnx (FP32) and a fresh INT8 file (model_repository/ is not changed);
           client-socket: as shipped, but the tiles over the socket instead of shared memory;
           client-source-all: as shipped, but every tile asks for the source heat map too (one pass)
+          client-one-view: as shipped, but the heat-map tiles in one view (not turned)
+          client-four-views: as shipped, but the heat-map tiles in four views (turned and flipped both ways)
   upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
 is recorded (errors.json, and in RESULTS.md) and the others still run.
@@ -53,6 +55,8 @@ FULL = {
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "5490", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "client-socket": [str(PERF / "bench_client.py"), "--size", "5490", "--shared-memory", "none"],
     "client-source-all": [str(PERF / "bench_client.py"), "--size", "5490", "--source-margin", "all"],
+    "client-one-view": [str(PERF / "bench_client.py"), "--size", "5490", "--source-views", "1"],
+    "client-four-views": [str(PERF / "bench_client.py"), "--size", "5490", "--source-views", "4"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60"],
 }
 QUICK = {
@@ -70,6 +74,7 @@ QUICK = {
     "client-2x1-int8": [str(PERF / "bench_client.py"), "--size", "1024", "--variant", "2x1-nobatch", "--onnx", "INT8"],
     "client-socket": [str(PERF / "bench_client.py"), "--size", "1024", "--shared-memory", "none"],
     "client-source-all": [str(PERF / "bench_client.py"), "--size", "1024", "--source-margin", "all"],
+    "client-one-view": [str(PERF / "bench_client.py"), "--size", "1024", "--source-views", "1"],
     "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8"],
 }
 

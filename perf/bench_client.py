@@ -50,10 +50,11 @@ def make_scene(path: Path, size: int) -> None:
 
 
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
-               shared_memory: str = "auto", source_margin: str = "32") -> dict:
+               shared_memory: str = "auto", source_margin: str = "32", source_views: str = "4") -> dict:
     cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
            "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency),
-           "--shared-memory", shared_memory, "--source-margin", source_margin]
+           "--shared-memory", shared_memory, "--source-margin", source_margin,
+           "--source-views", source_views]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - t0
@@ -61,10 +62,11 @@ def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, conc
         raise RuntimeError(f"segment failed ({done.returncode}): {done.stderr.strip()}")
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
     tiles = int(re.search(r"\((\d+) tiles", done.stdout).group(1))
-    again = re.search(r"(\d+) for the source heat map", done.stdout)  # 0 for a model without the heat map
+    again = re.search(r"(\d+) for the source heat map in (\d+) view", done.stdout)  # 0 without the heat map
     plumes = re.search(r"(\d+) plume\(s\)", done.stdout)
     return {"seconds": round(elapsed, 2), "tiles": tiles, "tiles_per_s": round(tiles / elapsed, 1),
             "source_tiles": int(again.group(1)) if again else None,
+            "source_views": int(again.group(2)) if again else None,
             "plumes": int(plumes.group(1)) if plumes else None,
             "peak_rss_mb": round(rss_mb, 1)}
 
@@ -85,6 +87,9 @@ def main(argv=None) -> int:
                    help="the client's --shared-memory (default auto: shared memory beside a local server)")
     p.add_argument("--source-margin", default="32",
                    help="the client's --source-margin (default 32: the heat map near plumes only; all: everywhere)")
+    p.add_argument("--source-views", default="2",
+                   help="the client's --source-views (default 2: the heat map averaged over the tile and the tile "
+                        "turned 180 degrees)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
@@ -109,13 +114,15 @@ def main(argv=None) -> int:
             url = server.grpc_url if a.protocol == "grpc" else server.http_url
         try:
             figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency,
-                                 a.shared_memory, a.source_margin)
+                                 a.shared_memory, a.source_margin, a.source_views)
         finally:
             if server is not None:
                 server.cleanup()
     figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
                    variant=a.variant or ("shipped" + (", socket" if a.shared_memory == "none" else "")
-                                         + (", heat map on every tile" if a.source_margin == "all" else "")),
+                                         + (", heat map on every tile" if a.source_margin == "all" else "")
+                                         + (f", heat map in {a.source_views} view(s)" if a.source_views != "2"
+                                            else "")),
                    shared_memory=a.shared_memory, source_margin=a.source_margin,
                    transport="socket" if a.shared_memory == "none" or (a.url and not is_local(a.url)) else "shm",
                    onnx=Path(a.onnx).name if a.onnx else served_onnx(a.repository).name,

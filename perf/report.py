@@ -16,7 +16,8 @@ import statistics
 from pathlib import Path
 
 PARTS = ("models", "int8", "triton", "triton-local", "peer", "client", "upload")
-CLIENT_VARIANTS = ("client-2x1-fp32", "client-2x1-int8", "client-socket", "client-source-all")  # the 5490 scene, served or sent otherwise
+CLIENT_VARIANTS = ("client-2x1-fp32", "client-2x1-int8", "client-socket", "client-source-all", "client-one-view",
+                   "client-four-views")  # the 5490 scene, served or sent otherwise
 
 
 def _transport(p: dict) -> str:
@@ -217,7 +218,8 @@ def compute_targets(d: dict) -> tuple[list[dict], dict]:
                            f"{v['seconds']} s ({v['size']} px)"
                            for v in d.get("client_variants", []))
         t.append(target(f"{cl['size']}x{cl['size']} scene through the client", cl["seconds"], cl["target_seconds"], ok,
-                        "s", f"{cl['tiles']} tiles ({cl.get('source_tiles')} again for the heat map), "
+                        "s", f"{cl['tiles']} tiles ({cl.get('source_tiles')} again for the heat map, "
+                        f"{cl.get('source_views')} views each), "
                         f"{cl['tiles_per_s']} tiles/s, {cl['protocol']}, batch "
                         f"{cl['batch_size']}, {cl['concurrency']} in flight, Triton as shipped{variants}",
                         "" if ok else f"{cl['tiles']} tiles at the model's speed take longer than the bar: fewer "
@@ -495,22 +497,23 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
     cl = d.get("client")
     if cl:
         L += ["## (d) The client on a whole scene", "",
-              f"{cl['size']}x{cl['size']} px, {cl['tiles']} tiles ({cl.get('source_tiles')} sent again for the "
-              f"source heat map near {cl.get('plumes')} plumes): {cl['seconds']} s, {cl['tiles_per_s']} tiles/s, "
+              f"{cl['size']}x{cl['size']} px, {cl['tiles']} tiles ({cl.get('source_tiles')} centred on the "
+              f"{cl.get('plumes')} plumes for the source heat map, {cl.get('source_views')} views each): {cl['seconds']} s, {cl['tiles_per_s']} tiles/s, "
               f"peak RSS {cl['peak_rss_mb']} MB ({cl['protocol']}, batch {cl['batch_size']}, {cl['concurrency']} in "
               "flight, Triton as shipped).", ""]
         if d.get("client_variants"):
             L += ["The same scene served from modified copies of the repository (model_repository/ unchanged), or "
                   "sent over the socket instead of shared memory:", "",
-                  "| served as | model file | tensors | scene px | tiles (again for the heat map) | seconds | "
+                  "| served as | model file | tensors | scene px | tiles (for the heat map x views) | seconds | "
                   "tiles/s | peak RSS MB |",
                   "|---|---|---|---|---|---|---|---|",
                   f"| shipped | {cl.get('onnx', 'model.onnx')} | {cl.get('transport', 'socket')} | {cl['size']} | "
-                  f"{cl['tiles']} ({cl.get('source_tiles')}) | {cl['seconds']} | {cl['tiles_per_s']} | "
-                  f"{cl['peak_rss_mb']} |"]
+                  f"{cl['tiles']} ({cl.get('source_tiles')} x {cl.get('source_views')}) | {cl['seconds']} | "
+                  f"{cl['tiles_per_s']} | {cl['peak_rss_mb']} |"]
             for v in d["client_variants"]:
                 L.append(f"| {v['variant']} | {v['onnx']} | {v.get('transport', 'socket')} | {v['size']} | "
-                         f"{v['tiles']} ({v.get('source_tiles')}) | {v['seconds']} | {v['tiles_per_s']} | "
+                         f"{v['tiles']} ({v.get('source_tiles')} x {v.get('source_views')}) | {v['seconds']} | "
+                         f"{v['tiles_per_s']} | "
                          f"{v['peak_rss_mb']} |")
             L.append("")
     up = d.get("upload")

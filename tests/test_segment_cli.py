@@ -115,7 +115,7 @@ def test_bad_input_exits_non_zero_with_one_line(triton, write_geotiff, tmp_path,
 @pytest.mark.parametrize("option", [["--wind-speed", "-3"], ["--wind-speed", "nan"], ["--wind-to", "inf"],
                                     ["--wind-to", "400"], ["--batch-size", "0"], ["--concurrency", "-1"],
                                     ["--timeout", "0"], ["--max-size-mb", "lots"], ["--source-margin", "-1"],
-                                    ["--source-margin", "some"]])
+                                    ["--source-margin", "some"], ["--source-views", "3"], ["--source-views", "x"]])
 def test_bad_options_are_usage_errors(contract_scene, tmp_path, capsys, option):
     """Out-of-range or non-finite option values stop before any server is asked (exit 2, one line
     naming the option), rather than a traceback or a nonsense emission rate later."""

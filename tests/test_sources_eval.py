@@ -15,7 +15,7 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "served model's mask" in table and "within 2 px" in table
     doc = json.loads((out / "sources.json").read_text())
-    assert doc["settings"]["n"] == 6
+    assert doc["settings"]["n"] == 6 and doc["settings"]["views"] == 2  # as the client asks by default
     errors, summary = doc["errors_px"], doc["summary"]
     assert set(errors) == {"model", "model_heat_top", "model_no_heat", "model_no_facility", "model_wind", "truth"}
     assert all(len(e) == 6 for e in errors.values())
@@ -41,6 +41,7 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     (["--n", "0"], "--n must be at least 1"),
     (["--q", "-5"], "--q positive"),
     (["--q", "inf"], "--q positive"),
+    (["--views", "3"], "invalid choice"),
 ])
 def test_sources_bad_options(tmp_path, capsys, args, message):
     (tmp_path / "broken").mkdir()

@@ -1,6 +1,6 @@
 """Whole-scene tiling against the real server: a 2000 x 2000 scene with plumes across tile edges
 matches one direct full-image onnxruntime pass (the stitching is right), and the source heat map
-asked for near plumes only is the whole map's there."""
+asked for near plumes only is the whole map's there (in one view)."""
 
 import numpy as np
 import onnxruntime as ort
@@ -71,43 +71,62 @@ def test_tiled_scene_matches_one_full_pass(triton, big_scene, protocol):
 
 
 def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, scenes):
-    """The default client asks every tile for the probability (the server's plume-only graph) and
-    only the tiles near plume pixels for the heat map: the same probability to the bit, the same
-    heat map wherever it was computed, which covers every pixel within the margin of a plume, and
-    the same plumes and sources."""
+    """The default client asks every tile for the probability (the server's plume-only graph), then
+    tiles centred on the plumes for the heat map: the same probability to the bit, a heat map that
+    covers every pixel within the margin of a plume; in one view it is the whole map's there and
+    gives the same plumes and sources; in two views (the default) it is their mean."""
     from scipy import ndimage
 
-    from client.plumes import find_plumes
-    from client.segmenter import SOURCE_MARGIN_PX, TWO_PASS_MIN_TILES
+    from client.plumes import find_plumes, heat_peaks
+    from client.segmenter import SOURCE_MARGIN_PX, SOURCE_VIEWS
 
     path, _ = big_scene
     whole = Segmenter(triton.http_url, "http", source_margin=None).segment(path)
+    one = Segmenter(triton.grpc_url, "grpc", source_views=1).segment(path)
     near = Segmenter(triton.grpc_url, "grpc").segment(path)
-    assert np.array_equal(near.probability, whole.probability, equal_nan=True)
-    assert np.array_equal(near.mask, whole.mask)
+    for r in (one, near):
+        assert np.array_equal(r.probability, whole.probability, equal_nan=True)
+        assert np.array_equal(r.mask, whole.mask)
+        assert r.timings["source_tiles"] < r.timings["tiles"] == whole.timings["tiles"]
     assert near.mask.sum() > 0, "the scene's plumes were not found"
-    computed = ~np.isnan(near.source)
-    assert near.timings["source_tiles"] < near.timings["tiles"] == whole.timings["tiles"]
-    assert 0 < computed.mean() < 1
-    # onnxruntime's kernels give a tile's outputs a little differently in a batch of one than in a
-    # larger one (up to 0.003 on the heat map), and the second pass batches other tiles together
-    np.testing.assert_allclose(near.source[computed], whole.source[computed], rtol=0, atol=0.01)
-    within = ndimage.distance_transform_edt(near.mask == 0) <= SOURCE_MARGIN_PX
+    assert (whole.timings["source_views"], one.timings["source_views"], near.timings["source_views"]) == \
+        (1, 1, SOURCE_VIEWS) and SOURCE_VIEWS > 1
+    computed = ~np.isnan(one.source)
+    assert np.array_equal(computed, ~np.isnan(near.source))
+    assert 0 < computed.mean() < 0.5
+    within = ndimage.distance_transform_edt(one.mask == 0) <= SOURCE_MARGIN_PX
     assert computed[within].all(), "the heat map is missing near a plume"
-    # a small scene (fewer than TWO_PASS_MIN_TILES tiles) asks every tile for both outputs at once
-    small = Segmenter(triton.http_url, "http").segment(scenes["strong"])
-    assert small.timings["source_tiles"] == small.timings["tiles"] < TWO_PASS_MIN_TILES <= near.timings["tiles"]
-    assert not np.isnan(small.source[small.scene.valid]).any()
-    got, want = find_plumes(near), find_plumes(whole)
+    # A tile centred on a plume holds other pixels than the grid's tiles, and the model's regression
+    # channels are fitted on the whole tile: the maps differ by a few thousandths on average, but a
+    # peak's height can move by a few tenths (measured: mean 0.002, 99th percentile 0.017, at most
+    # 0.33, at a true source: 0.85 against 0.51); the peaks stay where they are.
+    diff = np.abs(one.source[within] - whole.source[within])
+    print(f"one view vs whole map near plumes: mean {diff.mean():.4f}, 99th percentile "
+          f"{np.quantile(diff, 0.99):.3f}, max {diff.max():.3f}")
+    assert diff.mean() < 0.005 and np.quantile(diff, 0.99) < 0.06
+    one_peaks = [(r, c) for r, c, h in heat_peaks(one.source) if h >= 0.2]
+    for r, c, h in heat_peaks(np.where(within, whole.source, 0)):
+        if h >= 0.3:
+            assert min(np.hypot(r - r2, c - c2) for r2, c2 in one_peaks) <= 1.0, (r, c, h)
+    got, want = find_plumes(one), find_plumes(whole)
     assert len(got) == len(want) and any(p.source_from == "heat_map" for p in got)
     for a, b in zip(got, want):
         assert a.source_from == b.source_from and a.pixels == b.pixels
-        assert np.hypot(a.source_row - b.source_row, a.source_col - b.source_col) < 0.5, (a, b)
+        assert np.hypot(a.source_row - b.source_row, a.source_col - b.source_col) < 1.0, (a, b)
+    # two views: the mean of the tile's map and its 180-degree turn's, which differs from one view's
+    views = np.abs(near.source[within] - one.source[within])
+    assert 0.001 < views.mean() and views.max() < 0.5
+    assert [p.pixels for p in find_plumes(near)] == [p.pixels for p in want]
+    # a small scene too: its heat map near its plumes only
+    small = Segmenter(triton.http_url, "http").segment(scenes["strong"])
+    assert 0 < small.timings["source_tiles"] < small.timings["tiles"]
+    assert np.isnan(small.source[small.scene.valid]).any() and small.mask.sum() > 0
 
 
-def test_a_server_without_the_plume_only_graph_gets_one_pass(big_scene, tmp_path):
-    """Against a model whose configuration names no plume-only graph (as Triton's native backends,
-    which run the whole graph for every request) the client asks every tile for both outputs."""
+def test_a_server_without_the_plume_only_graph_gives_the_same_result(triton, big_scene, tmp_path):
+    """A model whose configuration names no plume-only graph (as Triton's native backends, which run
+    the whole graph for every request) gives the same probability and heat map: the first pass's
+    requests for the probability alone run the whole graph there."""
     import shutil
 
     from client.server import TritonServer
@@ -120,10 +139,10 @@ def test_a_server_without_the_plume_only_graph_gets_one_pass(big_scene, tmp_path
     server = TritonServer(repo)
     try:
         server.start(timeout=180)
-        segmenter = Segmenter(server.grpc_url, "grpc")
-        assert segmenter.model_info()["plume_only_graph"] is False
-        result = segmenter.segment(big_scene[0])
+        result = Segmenter(server.grpc_url, "grpc").segment(big_scene[0])
     finally:
         server.cleanup()
-    assert result.timings["source_tiles"] == result.timings["tiles"] >= 81
-    assert not np.isnan(result.source).any() and result.mask.sum() > 0
+    served = Segmenter(triton.grpc_url, "grpc").segment(big_scene[0])
+    assert np.array_equal(result.probability, served.probability, equal_nan=True)
+    assert result.timings["source_tiles"] == served.timings["source_tiles"] < result.timings["tiles"]
+    np.testing.assert_allclose(result.source, served.source, rtol=0, atol=1e-5, equal_nan=True)

@@ -4,7 +4,8 @@
 
 Simulates N scenes of 256 x 256 pixels, each with one source of Q kg/h and no clouds; segments each
 with the graph and threshold that the model repository serves on CPU (metadata.json's
-cpu_onnx_file, run in process: one tile per scene, as Triton runs it); traces the plumes with
+cpu_onnx_file, run in process: one tile per scene, as Triton runs it; the heat map averaged over
+--views views of the tile, as the client asks for it); traces the plumes with
 client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
 is found, the distance in pixels from the true source to the nearest source point (with the model's
 source heat map where it has one; and with its highest peak alone). The same is done tracing the
@@ -25,7 +26,8 @@ import numpy as np
 
 from client import plumes as plume_records
 from client.contract import Scene, scene_profile
-from client.segmenter import SegmentationResult
+from client.segmenter import SOURCE_VIEWS, SegmentationResult
+from client.tiling import VIEW_COUNTS, mean_of_views, views
 
 WITHIN_PX = 2.0  # issue #6: a source point within 2 pixels of the true source
 VARIANTS = {
@@ -76,8 +78,10 @@ def source_error(result: SegmentationResult, source: dict, **find) -> float | No
     return min(float(np.hypot(p.source_row - source["row"], p.source_col - source["col"])) for p in found)
 
 
-def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = True) -> dict:
-    """{variant: [error in px, or None where no plume was found]} over n simulated scenes."""
+def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = True,
+            n_views: int = SOURCE_VIEWS) -> dict:
+    """{variant: [error in px, or None where no plume was found]} over n simulated scenes; the heat
+    map is the mean of the tile's n_views views, as the client asks for it (client.segmenter)."""
     from tqdm import tqdm
 
     from training.simulate import simulate_scene
@@ -88,9 +92,10 @@ def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = 
     for s in tqdm(range(seed, seed + n), desc="sources", disable=not progress):
         sim = simulate_scene(seed=s, size=256, n_sources=1, q_kg_h=q_kg_h, clouds=False)
         src = sim.meta["sources"][0]
-        outs = session.run(None, {name: sim.data[None]})
-        prob = outs[0][0, 0]
-        heat = outs[1][0, 0] if len(outs) > 1 else None  # the source heat map (training/source.py)
+        outs = session.run(None, {name: np.stack(views(sim.data, n_views))})
+        prob = outs[0][0, 0]  # the tile's own view
+        # the source heat map (training/source.py), averaged over the views
+        heat = mean_of_views(outs[1][:, 0]) if len(outs) > 1 else None
         served = _result(sim, prob, prob >= threshold, threshold, source=heat)
         errors["model"].append(source_error(served, src))
         errors["model_heat_top"].append(source_error(served, src, heat_choice="highest"))
@@ -153,13 +158,16 @@ def sources_main(argv: list[str]) -> int:
     p.add_argument("--q", type=float, default=30_000.0, help="source rate, kg/h (default 30000)")
     p.add_argument("--model-dir", type=Path, default=Path("model_repository/methane_seg/1"),
                    help="the served model's version folder (metadata.json and the ONNX files)")
+    p.add_argument("--views", type=int, choices=VIEW_COUNTS, default=SOURCE_VIEWS,
+                   help=f"views of each scene whose heat maps are averaged, as the client's --source-views "
+                        f"(default {SOURCE_VIEWS})")
     p.add_argument("--out", type=Path, help="write sources.json and sources.png here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.n < 1 or not (math.isfinite(a.q) and a.q > 0):
         p.error("--n must be at least 1 and --q positive")
     try:
-        errors = measure(a.n, a.seed, a.q, a.model_dir, progress=not a.quiet)
+        errors = measure(a.n, a.seed, a.q, a.model_dir, progress=not a.quiet, n_views=a.views)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -167,7 +175,7 @@ def sources_main(argv: list[str]) -> int:
     print(format_table(summary))
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
-        settings = {"n": a.n, "seed": a.seed, "q_kg_h": a.q, "model_dir": str(a.model_dir)}
+        settings = {"n": a.n, "seed": a.seed, "q_kg_h": a.q, "model_dir": str(a.model_dir), "views": a.views}
         (a.out / "sources.json").write_text(json.dumps({"settings": settings, "summary": summary,
                                                         "errors_px": errors}, indent=1))
         plot(errors, a.out / "sources.png",

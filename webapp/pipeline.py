@@ -54,14 +54,14 @@ class Upload:
 
 class ProgressSegmenter(Segmenter):
     """A Segmenter that reports each batch of tiles it has had answered for the plume probability
-    (for job progress: the scene's tile grid; the few tiles sent again for the source heat map near
-    plumes are not counted)."""
+    (for job progress: the scene's tile grid; the few tiles centred on plumes for the source heat map
+    are not counted)."""
 
     def __init__(self, base: Segmenter, on_tiles: Callable[[int], None]):
         super().__init__(base.url, base.protocol, model_name=base.model_name, model_version=base.model_version,
                          batch_size=base.batch_size, concurrency=base.concurrency, overlap=base.overlap,
                          timeout=base.timeout, retries=base.retries, shared_memory=base.shared_memory,
-                         source_margin=base.source_margin)
+                         source_margin=base.source_margin, source_views=base.source_views)
         self.on_tiles = on_tiles
 
     def infer_tiles(self, tiles: np.ndarray, outputs: list[str] | None = None) -> np.ndarray:
