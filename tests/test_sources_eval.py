@@ -22,8 +22,8 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     # The simulator's own masks are always found, and the source step puts nearly all of their
     # sources within 2 px (measured: 6 of these 6; 90-95 % over hundreds of scenes).
     assert summary["truth"]["found"] == 6 and summary["truth"]["within_2px"] >= 5 / 6
-    # The served graph finds these strong plumes (measured: 6 of 6; with the source heat map all 6
-    # sources within 2 px, median 0.99 px, the same with its highest peak alone; traced from the
+    # The served graph finds these strong plumes (measured: 6 of 6; with the source heat map in two
+    # views all 6 sources within 2 px, median 0.42 px, the same with its highest peak alone; traced from the
     # mask all 6, median 0.50 px, and 5 of 6 without the facility step; over hundreds of scenes
     # the heat map places more, README).
     assert summary["model"]["found"] >= 5 and summary["model"]["within_2px"] >= 5 / 6

@@ -2,10 +2,10 @@
 plumes, GeoJSON source points against the simulator's true sources, in pixels of the input grid.
 
 Measured with the committed model on these 40 scenes (30 000 kg/h): 29 plumes found; 97 % of their
-sources within 2 pixels (28 of 29), median 0.59 px, with the source heat map
-(client.plumes.heat_sources, pick_source). These scenes are the block on which the upwind walk was
+sources within 2 pixels (28 of 29), median 0.56 px, with the source heat map in the client's two
+views (client.plumes.heat_sources, pick_source; in one view 0.59 px). These scenes are the block on which the upwind walk was
 tuned (traced from the mask alone: 86 %, 0.66 px); on the 840 held-out scenes of five other
-blocks the heat map gives 91 % against 77 % traced (README, "Plumes, leak sources";
+blocks the heat map gives 93 % against 77 % traced (README, "Plumes, leak sources";
 `methane-seg sources` measures both in process). The issue asks for every source within 2 pixels;
 the model does not reach that, so the test holds the figures a little below what was measured
 (90 %: two more misses fail it): a worse model or a broken source step fails it, and most sources
