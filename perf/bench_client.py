@@ -50,7 +50,7 @@ def make_scene(path: Path, size: int) -> None:
 
 
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
-               shared_memory: str = "auto", source_margin: str = "32", source_views: str = "4") -> dict:
+               shared_memory: str = "auto", source_margin: str = "32", source_views: str = "2") -> dict:
     cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
            "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency),
            "--shared-memory", shared_memory, "--source-margin", source_margin,

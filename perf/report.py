@@ -498,7 +498,8 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
     if cl:
         L += ["## (d) The client on a whole scene", "",
               f"{cl['size']}x{cl['size']} px, {cl['tiles']} tiles ({cl.get('source_tiles')} centred on the "
-              f"{cl.get('plumes')} plumes for the source heat map, {cl.get('source_views')} views each): {cl['seconds']} s, {cl['tiles_per_s']} tiles/s, "
+              f"{cl.get('plumes')} plumes for the source heat map, {cl.get('source_views')} views each): "
+              f"{cl['seconds']} s, {cl['tiles_per_s']} tiles/s, "
               f"peak RSS {cl['peak_rss_mb']} MB ({cl['protocol']}, batch {cl['batch_size']}, {cl['concurrency']} in "
               "flight, Triton as shipped).", ""]
         if d.get("client_variants"):
@@ -513,8 +514,7 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
             for v in d["client_variants"]:
                 L.append(f"| {v['variant']} | {v['onnx']} | {v.get('transport', 'socket')} | {v['size']} | "
                          f"{v['tiles']} ({v.get('source_tiles')} x {v.get('source_views')}) | {v['seconds']} | "
-                         f"{v['tiles_per_s']} | "
-                         f"{v['peak_rss_mb']} |")
+                         f"{v['tiles_per_s']} | {v['peak_rss_mb']} |")
             L.append("")
     up = d.get("upload")
     if up:
