@@ -308,7 +308,8 @@ class Segmenter:
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, initializer=worker_init) as pool:
                 self._send(pool, scene, grid, outputs[:1] if near_plumes else outputs, blender, bar, tile)
-                probability = blender.channel(0)
+                blended = blender.result()  # its weights are freed before the heat map's blender is made
+                probability = blended[0]
                 np.clip(probability, 0.0, 1.0, out=probability)
                 mask = (probability >= info["threshold"]).astype(np.uint8)
                 mask[~scene.valid] = 0
@@ -328,7 +329,6 @@ class Segmenter:
                 pair.close()
             if bar is not None:
                 bar.close()
-        blended = blender.result()
         if len(blended) > 1:
             source = blended[1]
         if source is not None:
