@@ -321,9 +321,7 @@ class Segmenter:
                         bar.refresh()
                     heat = Blender(scene.height, scene.width, tile, 2 * SOURCE_CONTEXT_PX)
                     self._send(pool, scene, near, outputs[1:], heat, bar, tile, n_views=self.source_views)
-                    source = heat.channel(0)
-                    source[heat.weight == 0] = np.nan  # no heat-map tile fell here
-                    del heat
+                    source = heat.result(empty=np.nan)[0]  # NaN where no heat-map tile fell
         finally:
             for pair in regions:
                 pair.close()

@@ -74,44 +74,30 @@ def blend_weights(tile: int, overlap: int) -> np.ndarray:
 
 
 class Blender:
-    """Accumulates weighted tile predictions (channels, T, T) into scene-sized maps (channels, H, W).
-
-    A tile's weight is counted with its channel-0 prediction; later channels may come for only some
-    of the tiles (`add(..., channel=k)`), and are then exact only where every tile covering a pixel
-    gave them."""
+    """Accumulates weighted tile predictions (channels, T, T) into scene-sized maps (channels, H, W)."""
 
     def __init__(self, height: int, width: int, tile: int, overlap: int, channels: int = 1):
         self.sum = np.zeros((channels, height, width), dtype=np.float32)
         self.weight = np.zeros((height, width), dtype=np.float32)
         self.window = blend_weights(tile, overlap)
-        self._done: set[int] = set()
 
-    def add(self, t: Tile, prediction: np.ndarray, channel: int = 0) -> None:
-        """prediction: (k, T, T), or (T, T) with one channel, for channels channel .. channel + k - 1
-        (default: from the first; k = all channels)."""
+    def add(self, t: Tile, prediction: np.ndarray) -> None:
+        """prediction: (channels, T, T), or (T, T) with one channel."""
         w = self.window[: t.height, : t.width]
         rows = slice(t.row, t.row + t.height)
         cols = slice(t.col, t.col + t.width)
-        k = prediction.shape[0] if prediction.ndim == 3 else 1
-        prediction = prediction.reshape((k,) + prediction.shape[-2:])
-        self.sum[channel : channel + k, rows, cols] += prediction[:, : t.height, : t.width] * w
-        if channel == 0:
-            self.weight[rows, cols] += w
+        prediction = prediction.reshape((len(self.sum),) + prediction.shape[-2:])
+        self.sum[:, rows, cols] += prediction[:, : t.height, : t.width] * w
+        self.weight[rows, cols] += w
 
-    def channel(self, k: int) -> np.ndarray:
-        """Channel k's weighted mean (0 where no tile fell), computed in place once: a view of the
-        blender's own buffer. Call it after channel k's last tile; the other channels may go on."""
-        if k not in self._done:
-            np.divide(self.sum[k], self.weight, out=self.sum[k], where=self.weight > 0)
-            self._done.add(k)
-        return self.sum[k]
-
-    def result(self) -> np.ndarray:
-        """(channels, H, W) weighted means (0 where no tile fell), computed in place: the returned
-        array is the blender's own buffer (no scene-sized copies: a 5490 x 5490 scene's two maps
-        are 240 MB), so call it once, after the last tile."""
-        for k in range(len(self.sum)):
-            self.channel(k)
+    def result(self, empty: float = 0.0) -> np.ndarray:
+        """(channels, H, W) weighted means (`empty` where no tile fell), computed in place: the
+        returned array is the blender's own buffer (no scene-sized copies: a 5490 x 5490 scene's two
+        maps are 240 MB), so call it once, after the last tile."""
+        covered = self.weight > 0
+        np.divide(self.sum, self.weight, out=self.sum, where=covered)
+        if empty != 0.0:
+            self.sum[:, ~covered] = empty
         self.weight = np.empty((0, 0), np.float32)  # released; add() after result() is an error
         return self.sum
 
@@ -158,9 +144,8 @@ def tiles_around(mask: np.ndarray, tile: int, margin: int, context: int) -> list
         for r in _cover(r0, r1, height, tile, context):
             for c in _cover(c0, c1, width, tile, context):
                 t = Tile(r, c, min(tile, height - r), min(tile, width - c))
-                if t not in tiles:
-                    tiles.append(t)
-    return tiles
+                tiles.append(t)
+    return list(dict.fromkeys(tiles))  # groups whose boxes overlap may share a tile
 
 
 # The flips that a view of a tile is made with (test-time augmentation): each is its own inverse.

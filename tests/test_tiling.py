@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from client.tiling import Blender, blend_weights, extract_tile, tile_grid, tile_starts
+from client.tiling import Blender, Tile, blend_weights, extract_tile, tile_grid, tile_starts
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(64, 256, 32), (256, 256, 32), (257, 256, 32), (1000, 256, 32), (5490, 256, 32)])
@@ -106,3 +106,20 @@ def test_views_average_back_to_the_tile(n):
     np.testing.assert_allclose(mean_of_views(np.stack([v[4] for v in vs])), block[4], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="views"):
         views(block, 3)
+
+
+def test_blending_marks_where_no_tile_fell():
+    """Tiles over part of a scene (the heat map near plumes): their pixels blend exactly as a full
+    grid's, and the rest holds the value asked for (NaN: not computed), not a 0 that reads as data."""
+    rng = np.random.default_rng(3)
+    image = rng.random((600, 700)).astype(np.float32)
+    blender = Blender(600, 700, 256, 64)
+    tiles = [Tile(10, 20, 256, 256), Tile(200, 150, 256, 256)]
+    for t in tiles:
+        blender.add(t, extract_tile(image[None], t, 256)[0])
+    out = blender.result(empty=np.nan)[0]
+    covered = np.zeros(image.shape, bool)
+    for t in tiles:
+        covered[t.row : t.row + 256, t.col : t.col + 256] = True
+    np.testing.assert_allclose(out[covered], image[covered], rtol=1e-5, atol=1e-6)
+    assert np.isnan(out[~covered]).all()
