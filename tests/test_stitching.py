@@ -70,7 +70,13 @@ def test_tiled_scene_matches_one_full_pass(triton, big_scene, protocol):
         assert result.probability.shape == (src.height, src.width)
 
 
-def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, scenes):
+@pytest.fixture(scope="module")
+def served_near(triton, big_scene):
+    """The big scene as the default client segments it against the served repository."""
+    return Segmenter(triton.grpc_url, "grpc").segment(big_scene[0])
+
+
+def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, served_near, scenes):
     """The default client asks every tile for the probability (the server's plume-only graph), then
     tiles centred on the plumes for the heat map: the same probability to the bit, a heat map that
     covers every pixel within the margin of a plume; in one view it is the whole map's there and
@@ -83,7 +89,7 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, sc
     path, _ = big_scene
     whole = Segmenter(triton.http_url, "http", source_margin=None).segment(path)
     one = Segmenter(triton.grpc_url, "grpc", source_views=1).segment(path)
-    near = Segmenter(triton.grpc_url, "grpc").segment(path)
+    near = served_near
     for r in (one, near):
         assert np.array_equal(r.probability, whole.probability, equal_nan=True)
         assert np.array_equal(r.mask, whole.mask)
@@ -123,7 +129,7 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, sc
     assert np.isnan(small.source[small.scene.valid]).any() and small.mask.sum() > 0
 
 
-def test_a_server_without_the_plume_only_graph_gives_the_same_result(triton, big_scene, tmp_path):
+def test_a_server_without_the_plume_only_graph_gives_the_same_result(big_scene, served_near, tmp_path):
     """A model whose configuration names no plume-only graph (as Triton's native backends, which run
     the whole graph for every request) gives the same probability and heat map: the first pass's
     requests for the probability alone run the whole graph there."""
@@ -142,7 +148,7 @@ def test_a_server_without_the_plume_only_graph_gives_the_same_result(triton, big
         result = Segmenter(server.grpc_url, "grpc").segment(big_scene[0])
     finally:
         server.cleanup()
-    served = Segmenter(triton.grpc_url, "grpc").segment(big_scene[0])
+    served = served_near
     assert np.array_equal(result.probability, served.probability, equal_nan=True)
     assert result.timings["source_tiles"] == served.timings["source_tiles"] < result.timings["tiles"]
     np.testing.assert_allclose(result.source, served.source, rtol=0, atol=1e-5, equal_nan=True)
