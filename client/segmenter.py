@@ -50,9 +50,9 @@ SOURCE_MARGIN_PX = 32
 # receptive field lie inside the tile.
 SOURCE_CONTEXT_PX = 32
 # Views of each heat-map tile whose maps are averaged (1, 2: and the tile turned 180 degrees, 4: and
-# flipped by rows and by columns). Sources within 2 px in 1, 2 and 4 views: 91.4, 92.9 and about
-# 92.5 % on 840 held-out scenes, 91.8, 93.0 and about 93.6 % on 1000 more; a whole Sentinel-2 tile
-# takes 17.8-18.4, 19.1-19.6 and 21.0-21.3 s (README, "Plumes, leak sources"; perf/RESULTS.md).
+# flipped by rows and by columns). Sources within 2 px in 1, 2 and 4 views (the branch at 40 epochs):
+# 91.4, 92.9 and about 92.5 % on 840 held-out scenes, 91.8, 93.0 and about 93.6 % on 1000 more; a
+# whole Sentinel-2 tile takes 17.8-18.4, 19.1-19.6 and 21.0-21.3 s (README, "Plumes, leak sources"; perf/RESULTS.md).
 SOURCE_VIEWS = 2
 
 
