@@ -362,9 +362,8 @@ class Segmenter:
             arrays = [v for b in blocks for v in views(pad_tile(b, tile), n_views)]
             predictions = self.infer_tiles(np.stack(arrays), outputs)
             if n_views > 1:
-                predictions = np.stack([
-                    np.stack([mean_of_views(predictions[i : i + n_views, k]) for k in range(len(outputs))])
-                    for i in range(0, len(predictions), n_views)])
+                predictions = np.stack([mean_of_views(predictions[i : i + n_views])
+                                        for i in range(0, len(predictions), n_views)])
             return chunk, predictions
 
         def collect(future):

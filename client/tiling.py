@@ -149,7 +149,8 @@ def tiles_around(mask: np.ndarray, tile: int, margin: int, context: int) -> list
 
 
 # The flips that a view of a tile is made with (test-time augmentation): each is its own inverse.
-VIEW_FLIPS = ((), (1, 2), (1,), (2,))  # axes of a (C, T, T) block: none, both (180 deg), rows, columns
+# Axes of a (..., T, T) array: none, both (180 deg), rows, columns.
+VIEW_FLIPS = ((), (-2, -1), (-2,), (-1,))
 VIEW_COUNTS = (1, 2, 4)
 
 
@@ -161,8 +162,9 @@ def views(block: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 def mean_of_views(predictions: np.ndarray) -> np.ndarray:
-    """(n, T, T) predictions of a tile's first n views -> their mean in the tile's own orientation."""
+    """(n, ..., T, T) predictions of a tile's first n views (each (T, T) or (C, T, T)) -> their
+    mean in the tile's own orientation."""
     out = np.zeros(predictions.shape[1:], dtype=np.float32)
     for p, axes in zip(predictions, VIEW_FLIPS):
-        out += np.flip(p, tuple(a - 1 for a in axes)) if axes else p
+        out += np.flip(p, axes) if axes else p
     return out / len(predictions)

@@ -104,6 +104,7 @@ def test_views_average_back_to_the_tile(n):
     assert len(vs) == n and all(v.shape == block.shape for v in vs)
     assert len({v.tobytes() for v in vs}) == n  # the views differ
     np.testing.assert_allclose(mean_of_views(np.stack([v[4] for v in vs])), block[4], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(mean_of_views(np.stack(vs)), block, rtol=0, atol=1e-6)  # all channels at once
     with pytest.raises(ValueError, match="views"):
         views(block, 3)
 
