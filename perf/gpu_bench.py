@@ -261,24 +261,31 @@ def _wait_ready(url: str, proc, timeout: float = 180.0) -> None:
     raise RuntimeError("tritonserver not ready")
 
 
+def _not_measured(part: dict) -> str:
+    if not part:
+        return "Not run in this measurement (not among --parts)."
+    return f"Not measured: {part.get('skipped') or part.get('error')}"
+
+
 def markdown(res: dict) -> str:
     L = ["# GPU figures (perf/gpu.sh)", "", f"Card: **{res['gpu']}**; measured {res['date_utc']}; "
          f"model sha256 `{res['model_sha256'][:16]}`.", ""]
     t = res.get("torch", {})
     L += ["## PyTorch FP16 (autocast, channels_last)", ""]
     if "rows" in t:
-        L += ["| batch | eager tiles/s | CUDA graph tiles/s | ms per batch (graph) |", "|---|---|---|---|"]
+        L += [f"{res.get('tile', 256)}×{res.get('tile', 256)} tiles, weights: {t.get('weights', '?')}.", "",
+              "| batch | eager tiles/s | CUDA graph tiles/s | ms per batch (graph) |", "|---|---|---|---|"]
         L += [f"| {r['batch']} | {r.get('eager_tiles_per_s', r.get('error', '–'))} | {r.get('graph_tiles_per_s', '–')} | "
               f"{r.get('graph_ms_per_batch', '–')} |" for r in t["rows"]]
     else:
-        L.append(f"Not measured: {t.get('skipped') or t.get('error')}")
+        L.append(_not_measured(t))
     t = res.get("tensorrt", {})
     L += ["", "## TensorRT FP16", ""]
     if "rows" in t:
         L += ["| batch | tool | tiles/s |", "|---|---|---|"]
         L += [f"| {r['batch']} | {r['tool']} | {r.get('tiles_per_s', r.get('error', '–'))} |" for r in t["rows"]]
     else:
-        L.append(f"Not measured: {t.get('skipped') or t.get('error')}")
+        L.append(_not_measured(t))
     t = res.get("triton", {})
     L += ["", "## Triton: dynamic batching on the GPU", ""]
     if "points" in t:
@@ -290,7 +297,7 @@ def markdown(res: dict) -> str:
                 L.append(f"| {c} | {off[c]['infer_per_s']:.1f} | {on[c]['infer_per_s']:.1f} | "
                          f"{t['dynamic_batching_gain'].get(c, '–')} |")
     else:
-        L.append(f"Not measured: {t.get('skipped') or t.get('error')}")
+        L.append(_not_measured(t))
     return "\n".join(L) + "\n"
 
 
@@ -310,7 +317,7 @@ def main(argv=None) -> int:
     levels = [int(c) for c in a.concurrency.split(",")]
     tile = model_tile_size()
     cond = conditions(DEFAULT_ONNX)
-    res = {"gpu": gpu_name(), "date_utc": cond["date_utc"], "model_sha256": cond["model_sha256"], "cpu": cond["cpu"]}
+    res = {"gpu": gpu_name(), "tile": tile, "date_utc": cond["date_utc"], "model_sha256": cond["model_sha256"], "cpu": cond["cpu"]}
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         for part in a.parts.split(","):
             try:

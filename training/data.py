@@ -102,24 +102,39 @@ def head_masks(folder, labels: np.ndarray, limit: int | None = None, radius: flo
     return heads
 
 
-def visible_labels(folder, limit: int | None = None, min_ratio_drop: float = 0.02) -> np.ndarray:
-    """Training targets restricted to the visible part of each plume.
-
-    Re-simulates each scene from its JSON sidecar (the simulator is deterministic per seed) and
-    keeps the labelled pixels where methane lowers B12/B11 by at least `min_ratio_drop`: the
-    faint tails of the product's label (0.5 % in B12) lie below a pixel's noise, and a loss
-    dominated by pixels that cannot be seen teaches the network little.
-    """
+def _visible_one(job) -> np.ndarray:
+    """One scene's visible plume pixels (see `visible_labels`), re-simulated from its JSON sidecar."""
     import json
 
     from training.plume import transmittance
     from training.simulate import simulate_scene
 
-    out = []
-    for p in list_scenes(folder)[:limit]:
-        meta = json.loads(p.with_suffix(".json").read_text())
-        sim = simulate_scene(int(meta["seed"]), size=int(meta["size"]))
-        drop = 1.0 - transmittance(sim.column, "B12", meta["air_mass_factor"]) / transmittance(
-            sim.column, "B11", meta["air_mass_factor"])
-        out.append(((sim.mask == 1) & (drop >= min_ratio_drop)).astype(np.uint8))
+    path, min_ratio_drop = job
+    meta = json.loads(Path(path).with_suffix(".json").read_text())
+    sim = simulate_scene(int(meta["seed"]), size=int(meta["size"]))
+    drop = 1.0 - transmittance(sim.column, "B12", meta["air_mass_factor"]) / transmittance(
+        sim.column, "B11", meta["air_mass_factor"])
+    return ((sim.mask == 1) & (drop >= min_ratio_drop)).astype(np.uint8)
+
+
+def visible_labels(folder, limit: int | None = None, min_ratio_drop: float = 0.02, workers: int = 0) -> np.ndarray:
+    """Training targets restricted to the visible part of each plume.
+
+    Re-simulates each scene from its JSON sidecar (the simulator is deterministic per seed) and
+    keeps the labelled pixels where methane lowers B12/B11 by at least `min_ratio_drop`: the
+    faint tails of the product's label (0.5 % in B12) lie below a pixel's noise, and a loss
+    dominated by pixels that cannot be seen teaches the network little. `workers` processes
+    re-simulate in parallel (0: one per CPU core, at most 16); the result does not depend on it.
+    """
+    import os
+
+    jobs = [(str(p), min_ratio_drop) for p in list_scenes(folder)[:limit]]
+    workers = workers or min(os.cpu_count() or 1, 16)
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            out = pool.map(_visible_one, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+    else:
+        out = [_visible_one(j) for j in jobs]
     return np.stack(out)

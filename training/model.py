@@ -101,7 +101,9 @@ def regression_drop(x: torch.Tensor) -> torch.Tensor:
     pred_in = x[:, :I12].reshape(n, I12, h * w)  # B2, B3, B4, B8, B11
     y = x[:, I12].reshape(n, 1, h * w)
     weight = valid
-    ridge = torch.diag(torch.tensor([REGRESSION_RIDGE] * I12 + [0.0], dtype=x.dtype))  # not on the intercept
+    # made on x's device (no host-to-device copy, so a CUDA graph can capture the whole forward)
+    ridge = torch.diag(torch.cat([torch.full((I12,), REGRESSION_RIDGE, dtype=x.dtype, device=x.device),
+                                  torch.zeros(1, dtype=x.dtype, device=x.device)]))  # not on the intercept
     for _ in range(REGRESSION_ITERATIONS + 1):
         total = weight.sum(-1, keepdim=True).clamp_min(1.0)
         mean = (pred_in * weight).sum(-1, keepdim=True) / total
@@ -124,7 +126,7 @@ def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """Solve (n, k, k) @ out = (n, k, 1) for a symmetric positive-definite system by Gauss-Jordan
     elimination without pivoting, unrolled (k is small and fixed)."""
     k = gram.shape[-1]
-    eye = torch.eye(k, dtype=gram.dtype)  # unit vectors as slices of one constant
+    eye = torch.eye(k, dtype=gram.dtype, device=gram.device)  # unit vectors as slices of one constant
     m = torch.cat([gram, rhs], dim=-1)
     for i in range(k):
         row = m[:, i:i + 1, :] / m[:, i:i + 1, i:i + 1]
@@ -135,7 +137,7 @@ def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of a (N, 1, H, W) map, edges by reflection (exports to ONNX as convs)."""
     radius = int(3 * sigma + 0.5)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = (k / k.sum()).to(x.dtype)
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")

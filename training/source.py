@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from training.data import HEAD_RADIUS_PX, CropSampler, list_scenes, load_scenes, visible_labels
 from training.model import PlumeNet, SourcePlumeNet, load_checkpoint
+from training.schedule import TimedOneCycle
 
 SIGMA_PX = 1.5
 MATCH_PX = 2.0  # a peak this close to a true source found it
@@ -132,11 +133,16 @@ def main(argv: list[str]) -> int:
                                             "(its branch's weights; a fresh learning-rate schedule)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="stop after the epoch in which this many minutes have passed (0: no limit)")
+    p.add_argument("--minutes", type=float, default=0,
+                   help="train for this many minutes of wall-clock time: the one-cycle schedule runs over time "
+                        "(training/schedule.py) and --epochs is only an upper bound (0: by epochs)")
     a = p.parse_args(argv)
     if not (0 <= a.source_frac and 0 <= a.plume_frac and a.source_frac + a.plume_frac <= 1):
         p.error("--source-frac and --plume-frac must be shares that add up to at most 1")
-    if a.sigma <= 0 or a.epochs < 1 or a.steps_per_epoch < 1:
-        p.error("--sigma, --epochs and --steps-per-epoch must be positive")
+    if a.sigma <= 0 or a.epochs < 1 or a.steps_per_epoch < 1 or a.minutes < 0:
+        p.error("--sigma, --epochs, --steps-per-epoch and --minutes must be positive")
     try:
         base, base_ck = load_base(a.base)
     except (OSError, ValueError, KeyError) as exc:
@@ -191,11 +197,14 @@ def main(argv: list[str]) -> int:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
     sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1, plume_frac=a.plume_frac, heads=ht, head_frac=a.source_frac)
     best = -1.0
+    timed = TimedOneCycle(opt, a.lr, a.minutes) if a.minutes else None
     for epoch in range(a.epochs):
         model.train()
         run = 0.0
         bar = tqdm(range(a.steps_per_epoch), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=10)
         for i in bar:
+            if timed is not None and not timed.step():
+                break
             xb, _, hb = (torch.from_numpy(t).to(device) for t in sampler.batch(a.batch_size))
             with torch.no_grad():
                 f, plume = model.encode(xb)
@@ -203,7 +212,8 @@ def main(argv: list[str]) -> int:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if timed is None:
+                sched.step()
             run = 0.95 * run + 0.05 * loss.item() if i else loss.item()
             bar.set_postfix(loss=f"{run:.3f}")
         metrics = validate(model, xv, hv, HEAT_TAU, device)
@@ -214,12 +224,19 @@ def main(argv: list[str]) -> int:
               "norm_mean": model.mean.flatten().tolist(), "norm_std": model.std.flatten().tolist(),
               "source": {"sigma": a.sigma, "epochs": prior_epochs + epoch + 1, "base": str(a.base),
                          "val_metrics": metrics, "args": {k: str(v) for k, v in vars(a).items()},
-                         "schedule": schedule + [{"epochs": epoch + 1, "lr": a.lr}]}}
+                         "schedule": schedule + [{"epochs": epoch + 1, "lr": a.lr,
+                                                     **({"minutes": a.minutes} if a.minutes else {})}]}}
         torch.save(ck, a.out / "last.pt")
         if metrics["source_recall"] > best:
             best = metrics["source_recall"]
             torch.save(ck, a.out / "best.pt")
         with open(a.out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
+        if a.max_minutes and time.time() - t0 > 60 * a.max_minutes:
+            print(f"time budget of {a.max_minutes} min reached after epoch {epoch + 1}", flush=True)
+            break
+        if timed is not None and timed.frac >= 1:
+            print(f"{a.minutes:g} min of training done after epoch {epoch + 1}", flush=True)
+            break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best source recall {best:.3f}", flush=True)
     return 0

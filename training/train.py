@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
 from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, features
+from training.schedule import TimedOneCycle
 
 ARCH = {
     "arch": "Unet",
@@ -144,6 +146,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-train", type=int, default=0, help="use at most this many training scenes (0: all)")
     p.add_argument("--max-val", type=int, default=0, help="use at most this many validation scenes (0: all)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", type=Path,
+                   help="start from this checkpoint's network (architecture, features and normalisation too) "
+                        "with a fresh optimizer and schedule, e.g. to anneal a run cut short")
     p.add_argument("--arch", default=ARCH["arch"], help="segmentation-models-pytorch architecture (Unet, UnetPlusPlus, FPN)")
     p.add_argument("--encoder", default=ARCH["encoder_name"], help="encoder, e.g. resnet18, efficientnet-b0, mobilenet_v2")
     p.add_argument("--encoder-depth", type=int, default=ARCH["encoder_depth"])
@@ -156,6 +161,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--loss", default="dice_bce", choices=LOSSES, help="training loss")
     p.add_argument("--max-minutes", type=float, default=0,
                    help="stop after the epoch in which this many minutes have passed (0: no limit)")
+    p.add_argument("--minutes", type=float, default=0,
+                   help="train for this many minutes of wall-clock time: the one-cycle schedule runs over time "
+                        "(training/schedule.py) and --epochs is only an upper bound (0: by epochs)")
     p.add_argument("--plume-frac", type=float, default=0.5, help="share of crops centred near plume pixels")
     p.add_argument("--head-frac", type=float, default=0.0,
                    help="share of crops centred near a plume's head (its labelled pixels within --head-radius "
@@ -166,6 +174,10 @@ def main(argv: list[str]) -> int:
                    help="train on plume pixels whose B12/B11 drop is at least this (0: the product's labels); "
                         "validation always uses the product's labels")
     a = p.parse_args(argv)
+    if a.minutes < 0 or (a.minutes and a.resume):
+        p.error("--minutes must be positive and cannot continue a run (--resume)")
+    if a.init is not None and a.resume:
+        p.error("--init starts a new run from a checkpoint; --resume continues OUT/last.pt: give one")
     if a.head_weight != 1.0 and a.loss == "focal":
         p.error("--head-weight needs a loss with a BCE term (dice_bce or lovasz)")
     if not (0 <= a.head_frac and 0 <= a.plume_frac and a.head_frac + a.plume_frac <= 1) or a.head_weight <= 0:
@@ -195,6 +207,17 @@ def main(argv: list[str]) -> int:
     if a.arch in ("Unet", "UnetPlusPlus"):
         arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
     model = PlumeNet(arch, mean, std, a.features).to(device)
+    if a.init is not None:
+        try:
+            init = torch.load(a.init, map_location="cpu", weights_only=False)
+            if "source" in init:
+                raise ValueError("it has a source branch (a train-source checkpoint)")
+            model = PlumeNet(init["arch"], init["norm_mean"], init["norm_std"], init.get("features", DEFAULT_FEATURES))
+            model.load_state_dict(init["model"])
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            p.error(f"cannot start from {a.init}: {exc}")
+        model = model.to(device)
+        print(f"starting from {a.init} (its architecture, features {model.feature_set} and normalisation)", flush=True)
     loss_fn = make_loss(a.loss, a.pos_weight, a.dice_weight)
     spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
     total = a.epochs * spe
@@ -217,11 +240,14 @@ def main(argv: list[str]) -> int:
     sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch, plume_frac=a.plume_frac,
                           heads=heads, head_frac=a.head_frac)
     history = []
+    timed = TimedOneCycle(opt, a.lr, a.minutes) if a.minutes else None
     for epoch in range(start_epoch, a.epochs):
         model.train()
         run = 0.0
         bar = tqdm(range(spe), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=5)
         for i in bar:
+            if timed is not None and not timed.step():
+                break
             xb, yb, hb = sampler.batch(a.batch_size)
             xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
             weight = None if a.head_weight == 1.0 else 1.0 + (a.head_weight - 1.0) * torch.from_numpy(hb).to(device)
@@ -229,7 +255,7 @@ def main(argv: list[str]) -> int:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if step < total:
+            if timed is None and step < total:
                 sched.step()
             step += 1
             run = 0.95 * run + 0.05 * loss.item() if i else loss.item()
@@ -246,6 +272,9 @@ def main(argv: list[str]) -> int:
             fh.write(json.dumps(metrics) + "\n")
         if a.max_minutes and time.time() - t0 > 60 * a.max_minutes:
             print(f"time budget of {a.max_minutes} min reached after epoch {epoch + 1}", flush=True)
+            break
+        if timed is not None and timed.frac >= 1:
+            print(f"{a.minutes:g} min of training done after epoch {epoch + 1} ({step} steps)", flush=True)
             break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best val IoU {best:.3f}", flush=True)
     return 0

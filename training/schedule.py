@@ -1,0 +1,50 @@
+"""A one-cycle learning rate over wall-clock time, for runs given minutes rather than epochs.
+
+`methane-seg train --minutes M` and `train-source --minutes M` use it: on a machine whose speed is
+not known ahead (a GPU lent for a few minutes), the run follows PyTorch's OneCycleLR (warm-up over
+the first `pct_start` of the run, cosine decay to 1/(div * final_div) of the peak) with time in place
+of steps, and stops when the time is up, at the end of the cycle.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+PCT_START = 0.1
+DIV_FACTOR = 25.0
+FINAL_DIV_FACTOR = 1e4
+
+
+def one_cycle(frac: float, max_lr: float, pct_start: float = PCT_START, div: float = DIV_FACTOR,
+              final_div: float = FINAL_DIV_FACTOR) -> float:
+    """OneCycleLR's cosine learning rate (PyTorch's defaults) at `frac` (0..1, clipped) of the run."""
+    frac = min(max(frac, 0.0), 1.0)
+    initial = max_lr / div
+    if frac < pct_start:
+        t, start, end = frac / pct_start, initial, max_lr
+    else:
+        t, start, end = (frac - pct_start) / (1 - pct_start), max_lr, initial / final_div
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * t))
+
+
+class TimedOneCycle:
+    """Sets the optimizer's learning rate from the time passed since it was made; `step()` returns
+    False once `minutes` have passed (the caller stops there)."""
+
+    def __init__(self, optimizer, max_lr: float, minutes: float, clock=time.monotonic):
+        if minutes <= 0:
+            raise ValueError("minutes must be positive")
+        self.optimizer, self.max_lr, self.seconds, self.clock = optimizer, max_lr, 60.0 * minutes, clock
+        self.t0 = clock()
+        self.step()
+
+    @property
+    def frac(self) -> float:
+        return (self.clock() - self.t0) / self.seconds
+
+    def step(self) -> bool:
+        f = self.frac
+        for group in self.optimizer.param_groups:
+            group["lr"] = one_cycle(f, self.max_lr)
+        return f < 1.0
