@@ -84,6 +84,26 @@ def test_int8_serve_decision_rewrites_the_repository(tmp_path):
     assert ort_cpu.default_model_filename == meta["cpu_onnx_file"] and gpu.default_model_filename == "model.onnx"
 
 
+def test_int8_speed_override_serves_when_the_quality_gate_holds(tmp_path):
+    """--speed-override serves INT8 although the speed gate missed, with the reason recorded beside
+    the measured speed-up; it never overrides the quality gate."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "model_repository", repo)
+    version = repo / "methane_seg" / "1"
+    _run(["-m", "export.int8", "--onnx", version / "model.onnx", "--calib", "2", "--n-test", "2",
+          "--test", tmp_path / "none", "--speed-seconds", "0.1", "--speed-rounds", "1", "--speed-batch", "1",
+          "--out", tmp_path / "m8.onnx", "--json", tmp_path / "r.json", "--serve", "--speed-override", "measured elsewhere"])
+    report = json.loads((tmp_path / "r.json").read_text())
+    meta = json.loads((version / "metadata.json").read_text())
+    assert meta["int8"]["served"] == report["iou_ok"] == report["serve"]
+    assert meta["int8"]["speedup"] == report["speed"]["speedup"]
+    if not report["speed_ok"]:
+        assert report["speed_override"] == "measured elsewhere" and "served all the same" in meta["int8"]["reason"]
+    assert meta["cpu_onnx_file"] == ("model_int8.onnx" if report["serve"] else "model.onnx")
+
+
 @pytest.mark.slow
 def test_models_benchmark_runs(tmp_path):
     out = tmp_path / "models.json"
