@@ -188,6 +188,18 @@ def main(argv: list[str]) -> int:
     device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     a.out.mkdir(parents=True, exist_ok=True)
 
+    model = None
+    if a.init is not None:  # checked before the scenes are loaded, which takes minutes
+        try:
+            init = torch.load(a.init, map_location="cpu", weights_only=False)
+            if "source" in init:
+                raise ValueError("it has a source branch (a train-source checkpoint)")
+            model = PlumeNet(init["arch"], init["norm_mean"], init["norm_std"], init.get("features", DEFAULT_FEATURES))
+            model.load_state_dict(init["model"])
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            p.error(f"cannot start from {a.init}: {exc}")
+        print(f"starting from {a.init} (its architecture, features {model.feature_set} and normalisation)", flush=True)
+
     t0 = time.time()
     xt, yt = load_scenes(a.data / "train", a.max_train or None)
     if a.visible_drop > 0:
@@ -202,22 +214,13 @@ def main(argv: list[str]) -> int:
     xv, yv = load_scenes(a.data / "val", a.max_val or None)
     print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
 
-    mean, std = norm_stats(xt, feature_set=a.features)
-    arch = {"arch": a.arch, "encoder_name": a.encoder, "encoder_depth": a.encoder_depth}
-    if a.arch in ("Unet", "UnetPlusPlus"):
-        arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
-    model = PlumeNet(arch, mean, std, a.features).to(device)
-    if a.init is not None:
-        try:
-            init = torch.load(a.init, map_location="cpu", weights_only=False)
-            if "source" in init:
-                raise ValueError("it has a source branch (a train-source checkpoint)")
-            model = PlumeNet(init["arch"], init["norm_mean"], init["norm_std"], init.get("features", DEFAULT_FEATURES))
-            model.load_state_dict(init["model"])
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-            p.error(f"cannot start from {a.init}: {exc}")
-        model = model.to(device)
-        print(f"starting from {a.init} (its architecture, features {model.feature_set} and normalisation)", flush=True)
+    if model is None:
+        mean, std = norm_stats(xt, feature_set=a.features)
+        arch = {"arch": a.arch, "encoder_name": a.encoder, "encoder_depth": a.encoder_depth}
+        if a.arch in ("Unet", "UnetPlusPlus"):
+            arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
+        model = PlumeNet(arch, mean, std, a.features)
+    model = model.to(device)
     loss_fn = make_loss(a.loss, a.pos_weight, a.dice_weight)
     spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
     total = a.epochs * spe
