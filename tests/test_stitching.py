@@ -14,6 +14,8 @@ from tests.conftest import MODEL_REPOSITORY, served_onnx
 
 pytestmark = pytest.mark.slow
 
+SPECK_PX = 20  # a plume smaller than this is a speck: its heat peak may move or vanish between tiles
+
 
 @pytest.fixture(scope="module")
 def big_scene(tmp_path_factory):
@@ -118,20 +120,31 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
           f"{np.quantile(diff, 0.99):.3f}, max {diff.max():.3f}")
     assert diff.mean() < 0.005 and np.quantile(diff, 0.99) < 0.06
     # (with the model served since 2026-11-29: mean 0.0013, 99th percentile 0.014, at most 0.23, which
-    # took a whole-map peak of 0.36 to 0.13): every clear peak is still one that the client's
-    # decoding reads (HEAT_TAU and up)
+    # took a whole-map peak of 0.36 to 0.13): every clear peak of a plume (SPECK_PX pixels or more)
+    # is still one that the client's decoding reads (HEAT_TAU and up). A speck's may not be: with the
+    # source branch served since 2026-11-30 a 6-pixel speck's only peak, 0.35 on the whole map, is
+    # 0.06 in the tile centred on the plumes, so its point is traced there, 4 px from the whole map's
+    # (the three plumes' points agree within 0.1 px).
+    labels, _ = ndimage.label(one.mask == 1, np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())
+    nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)[1]
     one_peaks = [(r, c) for r, c, h in heat_peaks(one.source) if h >= HEAT_TAU]
+    checked = 0
     for r, c, h in heat_peaks(np.where(within, whole.source, 0)):
-        if h >= 0.3:
+        ir, ic = nearest[:, int(round(r)), int(round(c))]
+        if h >= 0.3 and sizes[labels[ir, ic]] >= SPECK_PX:
+            checked += 1
             assert min(np.hypot(r - r2, c - c2) for r2, c2 in one_peaks) <= 1.0, (r, c, h)
+    assert checked >= 3
     got, want = find_plumes(one), find_plumes(whole)
     assert len(got) == len(want) and any(p.source_from == "heat_map" for p in got)
     for a, b in zip(got, want):
-        assert a.source_from == b.source_from and a.pixels == b.pixels
+        assert a.pixels == b.pixels
+        assert a.source_from == b.source_from or a.pixels < SPECK_PX, (a, b)
         moved = np.hypot(a.source_row - b.source_row, a.source_col - b.source_col)
         print(f"plume of {a.pixels} px: source point {moved:.2f} px from the whole map's")
         # a speck's point may go to another of its nearby peaks (measured: a 6-pixel one, 7.7 px)
-        assert moved < 1.0 or a.pixels < 20, (a, b)
+        assert moved < 1.0 or a.pixels < SPECK_PX, (a, b)
     # two views: the mean of the tile's map and its 180-degree turn's, which differs from one view's
     views = np.abs(near.source[within] - one.source[within])
     assert 0.001 < views.mean() and views.max() < 0.5
