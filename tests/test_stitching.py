@@ -120,11 +120,12 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
           f"{np.quantile(diff, 0.99):.3f}, max {diff.max():.3f}")
     assert diff.mean() < 0.005 and np.quantile(diff, 0.99) < 0.06
     # (with the model served since 2026-11-29: mean 0.0013, 99th percentile 0.014, at most 0.23, which
-    # took a whole-map peak of 0.36 to 0.13): every clear peak of a plume (SPECK_PX pixels or more)
-    # is still one that the client's decoding reads (HEAT_TAU and up). A speck's may not be: with the
-    # source branch served since 2026-11-30 a 6-pixel speck's only peak, 0.35 on the whole map, is
-    # 0.06 in the tile centred on the plumes, so its point is traced there, 4 px from the whole map's
-    # (the three plumes' points agree within 0.1 px).
+    # took a whole-map peak of 0.36 to 0.13): every clear peak nearest to a piece of plume of
+    # SPECK_PX pixels or more (8-connected) is still one that the client's decoding reads (HEAT_TAU
+    # and up). One nearest to a smaller piece may not be: with the source branch served since
+    # 2026-11-30 a peak of 0.35 on a detached piece of the 66-pixel plume, 38 px from its source, is
+    # 0.06 in the tile centred on the plumes (that plume's source, on its 0.61 peak, moves 0.06 px),
+    # and a 6-pixel speck's point is traced there instead of read from a peak, 4 px from the whole map's.
     labels, _ = ndimage.label(one.mask == 1, np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel())
     nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)[1]
