@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
-from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, features
+from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, SourcePlumeNet, features, load_checkpoint
 from training.schedule import TimedOneCycle, stop_reason
 
 ARCH = {
@@ -191,11 +191,9 @@ def main(argv: list[str]) -> int:
     model = None
     if a.init is not None:  # checked before the scenes are loaded, which takes minutes
         try:
-            init = torch.load(a.init, map_location="cpu", weights_only=False)
-            if "source" in init:
+            model, _ = load_checkpoint(a.init)
+            if isinstance(model, SourcePlumeNet):
                 raise ValueError("it has a source branch (a train-source checkpoint)")
-            model = PlumeNet(init["arch"], init["norm_mean"], init["norm_std"], init.get("features", DEFAULT_FEATURES))
-            model.load_state_dict(init["model"])
         except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             p.error(f"cannot start from {a.init}: {exc}")
         print(f"starting from {a.init} (its architecture, features {model.feature_set} and normalisation)", flush=True)
