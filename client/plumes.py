@@ -401,7 +401,7 @@ def pick_source(peaks: list[tuple[float, float, float]], traced: tuple[float, fl
 
 def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None = None,
                 wind_ms: float | None = None, facility_step: bool = True,
-                heat_choice: str = "scored") -> list[Plume]:
+                heat_choice: str = "scored", join_downwind: bool = True) -> list[Plume]:
     """Plume records of a SegmentationResult, largest first.
 
     wind_to_deg: the direction the wind blows to (clockwise from north), if known.
@@ -411,6 +411,8 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     When the result carries the model's source heat map (`result.source`), a plume's source is one
     of its heat peaks (`heat_sources`, `pick_source`: the best scored, heat_choice "scored", or the
     highest, "highest"); plumes without one keep the upwind end found as above.
+    join_downwind: a smaller piece that lies downwind of a plume's source, along the plume
+    (`downwind_joins`), is a puff of that plume: one plume, one source (False measures what it adds).
     """
     if wind_to_deg is not None and not math.isfinite(wind_to_deg):
         raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
@@ -419,6 +421,7 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     from rasterio import features
     from rasterio.warp import transform as warp_transform
     from rasterio.warp import transform_geom
+    from scipy import ndimage
 
     scene = result.scene
     mask = result.mask == 1
@@ -428,38 +431,91 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     transform = scene.transform
     pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
     prob = result.probability
+    heat = getattr(result, "source", None)
+    from_heat = heat_sources(heat, labels) if heat is not None else {}
+    options = dict(wind_to_deg=wind_to_deg, wind_ms=wind_ms, facility_step=facility_step,
+                   heat_choice=heat_choice, pixel_size=pixel_size)
+    traced = {}
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        # (a label whose grown area held no plume pixel has no box, or fewer than min_pixels)
+        if box is not None and np.count_nonzero(labels[box] == k) >= min_pixels:
+            traced[k] = _trace(scene, mask, labels, k, box, from_heat.get(k), **options)
+    if join_downwind:
+        joins = downwind_joins(traced)
+        for child, parent in joins.items():
+            labels[labels == child] = parent
+            del traced[child]
+        boxes = ndimage.find_objects(labels)
+        for parent in set(joins.values()):  # traced again as one plume, from the parent's source
+            keep = traced[parent]
+            traced[parent] = _trace(scene, mask, labels, parent, boxes[parent - 1], None, **options,
+                                    source=(keep.row, keep.col))
+            traced[parent].source_from = keep.source_from
     shapes = {}
     for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
                                        connectivity=8):
         shapes.setdefault(int(value), []).append(geom)
     plumes = []
+    for k, t in traced.items():
+        x, y = transform @ (t.col + 0.5, t.row + 0.5)
+        lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])
+        polys = shapes.get(k, [])
+        geometry = polys[0] if len(polys) == 1 else {
+            "type": "MultiPolygon", "coordinates": [p["coordinates"] for p in polys]}
+        geometry = transform_geom(scene.crs, "EPSG:4326", geometry, precision=7)
+        p = np.nan_to_num(prob[t.rows, t.cols], nan=0.0)
+        plumes.append(Plume(
+            id=0, pixels=int(t.rows.size), area_m2=float(t.rows.size * pixel_size ** 2), length_m=t.length_m,
+            mean_probability=float(p.mean()), max_probability=float(p.max()),
+            source_row=t.row, source_col=t.col, source_x=float(x), source_y=float(y),
+            source_lon=float(lon[0]), source_lat=float(lat[0]), geometry=_plain(geometry),
+            emission=t.emission, source_from=t.source_from,
+        ))
+    plumes.sort(key=lambda pl: pl.pixels, reverse=True)
+    for i, pl in enumerate(plumes, start=1):
+        pl.id = i
+    return plumes
+
+
+@dataclass
+class _Traced:
+    """One labelled plume's pixels (scene rows, cols), its source, length and emission estimate, and
+    the height of its highest source heat peak (0 without one)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    row: float
+    col: float
+    length_m: float
+    emission: dict | None
+    source_from: str
+    heat: float
+
+
+def _trace(scene, mask, labels, k, box, peaks, *, wind_to_deg, wind_ms, facility_step, heat_choice,
+           pixel_size, source=None) -> _Traced:
+    """Trace plume k (its label's box `box`) to its source; peaks: its heat peaks (`heat_sources`),
+    or None. source: (row, col) in the scene, when it is known already (a joined plume's)."""
     from scipy import ndimage
 
-    heat = getattr(result, "source", None)
-    from_heat = heat_sources(heat, labels) if heat is not None else {}
     h, w = labels.shape
-    for k, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        rows, cols = np.nonzero(labels[box] == k)
-        if rows.size < min_pixels:  # also skips labels whose grown area held no plume pixel
-            continue
-        # The plume's box and WALK_PX around it (the source may lie upwind of the mask).
-        r0, c0 = max(0, box[0].start - WALK_PX - 1), max(0, box[1].start - WALK_PX - 1)
-        r1, c1 = min(h, box[0].stop + WALK_PX + 1), min(w, box[1].stop + WALK_PX + 1)
-        rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
-        valid = scene.valid[r0:r1, c0:c1]
-        outside = ~mask[r0:r1, c0:c1] & valid
-        block = scene.read((r0, c0, r1 - r0, c1 - c0))
-        raw, b11_share = regression_signal(block, outside)
-        raw[~valid] = 0.0  # the walk does not follow nodata
-        # Smoothed over about a plume's width, so that a tip's signal is the plume's, not a noisy pixel's.
-        signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
-        noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
-        walked = raw - float(np.median(raw[outside])) if noise else raw
-        ends, length_px = _candidate_ends(rows + r0, cols + c0, signal, wind_to_deg, labels.shape)
-        length = length_px * pixel_size
-        sites = facilities(block, valid, -walked / noise if noise else None)
+    rows, cols = np.nonzero(labels[box] == k)
+    # The plume's box and WALK_PX around it (the source may lie upwind of the mask).
+    r0, c0 = max(0, box[0].start - WALK_PX - 1), max(0, box[1].start - WALK_PX - 1)
+    r1, c1 = min(h, box[0].stop + WALK_PX + 1), min(w, box[1].stop + WALK_PX + 1)
+    rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
+    valid = scene.valid[r0:r1, c0:c1]
+    outside = ~mask[r0:r1, c0:c1] & valid
+    block = scene.read((r0, c0, r1 - r0, c1 - c0))
+    raw, b11_share = regression_signal(block, outside)
+    raw[~valid] = 0.0  # the walk does not follow nodata
+    # Smoothed over about a plume's width, so that a tip's signal is the plume's, not a noisy pixel's.
+    signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
+    noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
+    walked = raw - float(np.median(raw[outside])) if noise else raw
+    ends, length_px = _candidate_ends(rows + r0, cols + c0, signal, wind_to_deg, labels.shape)
+    sites = facilities(block, valid, -walked / noise if noise else None)
+    if source is None:
         # Tip signals in noise sigmas (in a noiseless scene: against the plume's median signal).
         scale = noise if noise else float(np.median(np.abs(signal))) or 1.0
         best = None
@@ -471,35 +527,61 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
         _, (src_row, src_col), upwind = best
         if facility_step:
             src_row, src_col = snap_to_facility(sites, (src_row, src_col), upwind)
-        emission = None
-        if wind_ms is not None:
-            surface = np.zeros_like(valid)
-            for _, _, pixels in sites:
-                surface[pixels[:, 0], pixels[:, 1]] = True
-            emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms,
-                                 surface)
         src_row, src_col = src_row + r0, src_col + c0
-        rows, cols = rows + r0, cols + c0
-        if k in from_heat:
-            src_row, src_col = pick_source(from_heat[k], (src_row, src_col), rows, cols, heat_choice)
-        x, y = transform @ (src_col + 0.5, src_row + 0.5)
-        lon, lat = warp_transform(scene.crs, "EPSG:4326", [x], [y])
-        polys = shapes.get(k, [])
-        geometry = polys[0] if len(polys) == 1 else {
-            "type": "MultiPolygon", "coordinates": [p["coordinates"] for p in polys]}
-        geometry = transform_geom(scene.crs, "EPSG:4326", geometry, precision=7)
-        p = np.nan_to_num(prob[rows, cols], nan=0.0)
-        plumes.append(Plume(
-            id=0, pixels=int(rows.size), area_m2=float(rows.size * pixel_size ** 2), length_m=length,
-            mean_probability=float(p.mean()), max_probability=float(p.max()),
-            source_row=src_row, source_col=src_col, source_x=float(x), source_y=float(y),
-            source_lon=float(lon[0]), source_lat=float(lat[0]), geometry=_plain(geometry),
-            emission=emission, source_from="heat_map" if k in from_heat else "traced",
-        ))
-    plumes.sort(key=lambda pl: pl.pixels, reverse=True)
-    for i, pl in enumerate(plumes, start=1):
-        pl.id = i
-    return plumes
+        if peaks:
+            src_row, src_col = pick_source(peaks, (src_row, src_col), rows + r0, cols + c0, heat_choice)
+    else:
+        src_row, src_col = source
+    emission = None
+    if wind_ms is not None:
+        surface = np.zeros_like(valid)
+        for _, _, pixels in sites:
+            surface[pixels[:, 0], pixels[:, 1]] = True
+        emission = _emission(raw, b11_share, labels[r0:r1, c0:c1] == k, outside, pixel_size, wind_ms, surface)
+    return _Traced(rows=rows + r0, cols=cols + c0, row=float(src_row), col=float(src_col),
+                   length_m=length_px * pixel_size, emission=emission,
+                   source_from="heat_map" if peaks else "traced", heat=peaks[0][2] if peaks else 0.0)
+
+
+JOIN_PX = 100.0  # furthest (pixels, from the source) that a puff of a plume is joined to it
+JOIN_DEG = 20.0  # ... within this angle of the plume's direction from its source
+JOIN_HEAT = 0.5  # ... unless its own heat peak is at least this share of the plume's (a source itself)
+
+
+def downwind_joins(traced: dict) -> dict[int, int]:
+    """{piece's label: plume's label} for the pieces that are puffs of a larger plume.
+
+    traced: {label: _Traced}. A turbulent plume breaks up downwind, and the segmentation marks the
+    puffs it sees as pieces of their own, each of which would get a source point of its own, far
+    from the leak. A piece is a puff of a larger plume when its centre lies downwind of that plume's
+    source: further from it than the plume's centre, within JOIN_PX of it and within JOIN_DEG of the
+    direction from the source to the plume's centre; and when the piece has no source heat peak of
+    its own of JOIN_HEAT x the plume's or higher. The nearest such plume takes it (largest first,
+    so no chains)."""
+    order = sorted(traced, key=lambda k: -traced[k].rows.size)
+    centre = {k: (float(t.rows.mean()), float(t.cols.mean())) for k, t in traced.items()}
+    joins: dict[int, int] = {}
+    for i, k in enumerate(order):
+        piece = traced[k]
+        best = None
+        for parent in order[:i]:
+            t = traced[parent]
+            if parent in joins or t.rows.size <= piece.rows.size:
+                continue
+            a = (centre[parent][0] - t.row, centre[parent][1] - t.col)
+            b = (centre[k][0] - t.row, centre[k][1] - t.col)
+            la, lb = math.hypot(*a), math.hypot(*b)
+            if not (la > 0 and la < lb <= JOIN_PX):
+                continue
+            if (a[0] * b[0] + a[1] * b[1]) / (la * lb) < math.cos(math.radians(JOIN_DEG)):
+                continue
+            if piece.heat >= JOIN_HEAT * t.heat and piece.heat > 0:
+                continue
+            if best is None or lb < best[0]:
+                best = (lb, parent)
+        if best is not None:
+            joins[k] = best[1]
+    return joins
 
 
 def _mad(values: np.ndarray) -> float:

@@ -62,6 +62,52 @@ def test_min_pixels_drops_specks():
     assert len(find_plumes(synthetic_result(), min_pixels=7)) == 1
 
 
+def with_puff(heat_at_puff: float | None = None):
+    """synthetic_result's plume (source at row 40, col 30, 60 px east) with a puff of it broken off
+    15 px past its end, and a source heat map (a 0.8 peak at the source, and heat_at_puff at the
+    puff) when heat_at_puff is given."""
+    result = synthetic_result()
+    result.mask[39:42, 104:108] = 1
+    result.probability[39:42, 104:108] = 0.7
+    if heat_at_puff is not None:
+        heat = np.zeros(result.mask.shape, np.float32)
+        heat[40, 30], heat[40, 106] = 0.8, heat_at_puff
+        result.source = heat
+    return result
+
+
+@pytest.mark.parametrize("heat_at_puff", [None, 0.0, 0.2])
+def test_a_puff_downwind_of_a_plume_is_part_of_it(heat_at_puff):
+    result = with_puff(heat_at_puff)
+    main_px = int(result.mask[:, :100].sum())
+    plumes = find_plumes(result)
+    assert [p.pixels for p in plumes] == [main_px + 12, 6]  # the puff joined; the plume to the south not
+    main = plumes[0]
+    assert abs(main.source_row - 40) <= 2 and abs(main.source_col - 30) <= 2
+    assert main.geometry["type"] == "MultiPolygon" and len(main.geometry["coordinates"]) == 2
+    assert main.length_m == pytest.approx(78 * 20, rel=0.05)  # to the puff's far side
+    assert main.source_from == ("traced" if heat_at_puff is None else "heat_map")
+    # not joined: a point of its own, 76 px downwind of the leak
+    alone = find_plumes(result, join_downwind=False)
+    assert [p.pixels for p in alone] == [main_px, 12, 6]
+
+
+def test_a_piece_with_a_source_of_its_own_is_not_joined():
+    """A piece downwind whose own heat peak is at least JOIN_HEAT of the plume's is a second leak."""
+    from client.plumes import JOIN_HEAT
+
+    plumes = find_plumes(with_puff(heat_at_puff=JOIN_HEAT * 0.8))
+    assert [p.pixels for p in plumes][1:] == [12, 6]
+    assert abs(plumes[1].source_col - 106) <= 1.5
+
+
+def test_a_piece_upwind_or_too_far_is_not_joined():
+    result = synthetic_result()
+    result.mask[39:42, 10:14] = 1  # upwind of the source
+    result.mask[39:42, 150:154] = 1  # downwind, but further than JOIN_PX from the source? 122 px: yes
+    assert sorted(p.pixels for p in find_plumes(result))[:3] == [6, 12, 12]
+
+
 def test_no_plume_no_records():
     result = synthetic_result()
     result.mask[:] = 0

@@ -8,9 +8,11 @@ cpu_onnx_file, run in process: one tile per scene, as Triton runs it; the heat m
 --views views of the tile, as the client asks for it); traces the plumes with
 client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
 is found, the distance in pixels from the true source to the nearest source point (with the model's
-source heat map where it has one; and with its highest peak alone). The same is done tracing the
-source upwind without the heat map, without the facility step, told the wind direction, and on the simulator's own masks (what the
-source step reaches when the mask is right). Prints a table, writes sources.json and sources.png
+source heat map where it has one; and with its highest peak alone), and how many of all the source
+points lie within 2 px of it (each scene has one leak: every other point is a false one). The same is done tracing the
+source upwind without the heat map, without the facility step, told the wind direction, without
+joining a plume's downwind puffs to it, and on the simulator's own masks (what the source step
+reaches when the mask is right). Prints a table, writes sources.json and sources.png
 (the share of sources within d pixels against d).
 """
 
@@ -36,6 +38,7 @@ VARIANTS = {
     "model_no_heat": "served model's mask, source traced upwind (no heat map)",
     "model_no_facility": "served model's mask, traced, without the facility step",
     "model_wind": "served model's mask, traced, told the wind direction",
+    "model_no_join": "served model, downwind puffs not joined to their plume",
     "truth": "simulator's own mask",
 }
 
@@ -69,19 +72,18 @@ def _result(sim, probability: np.ndarray, mask: np.ndarray, threshold: float,
                               threshold=threshold, model_name="in-process", model_version="", source=source)
 
 
-def source_error(result: SegmentationResult, source: dict, **find) -> float | None:
-    """Pixels from the true source to the nearest traced source point; None when no plume is found.
+def source_errors(result: SegmentationResult, source: dict, **find) -> list[float]:
+    """Pixels from the true source to each traced source point (none when no plume is found).
     find: find_plumes' keywords."""
-    found = plume_records.find_plumes(result, **find)
-    if not found:
-        return None
-    return min(float(np.hypot(p.source_row - source["row"], p.source_col - source["col"])) for p in found)
+    return [float(np.hypot(p.source_row - source["row"], p.source_col - source["col"]))
+            for p in plume_records.find_plumes(result, **find)]
 
 
 def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = True,
             n_views: int = SOURCE_VIEWS) -> dict:
-    """{variant: [error in px, or None where no plume was found]} over n simulated scenes; the heat
-    map is the mean of the tile's n_views views, as the client asks for it (client.segmenter)."""
+    """{variant: [[each source point's error in px] per scene]} over n simulated scenes (an empty
+    list where no plume was found); the heat map is the mean of the tile's n_views views, as the
+    client asks for it (client.segmenter)."""
     from tqdm import tqdm
 
     from training.simulate import simulate_scene
@@ -97,33 +99,44 @@ def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = 
         # the source heat map (training/source.py), averaged over the views
         heat = mean_of_views(outs[1][:, 0]) if len(outs) > 1 else None
         served = _result(sim, prob, prob >= threshold, threshold, source=heat)
-        errors["model"].append(source_error(served, src))
-        errors["model_heat_top"].append(source_error(served, src, heat_choice="highest"))
+        errors["model"].append(source_errors(served, src))
+        errors["model_heat_top"].append(source_errors(served, src, heat_choice="highest"))
         traced = _result(sim, prob, prob >= threshold, threshold)
-        errors["model_no_heat"].append(source_error(traced, src))
-        errors["model_no_facility"].append(source_error(traced, src, facility_step=False))
-        errors["model_wind"].append(source_error(traced, src, wind_to_deg=src["wind_to_deg"]))
+        errors["model_no_heat"].append(source_errors(traced, src))
+        errors["model_no_facility"].append(source_errors(traced, src, facility_step=False))
+        errors["model_wind"].append(source_errors(traced, src, wind_to_deg=src["wind_to_deg"]))
+        errors["model_no_join"].append(source_errors(served, src, join_downwind=False))
         truth = sim.mask == 1
-        errors["truth"].append(source_error(_result(sim, truth.astype(np.float32), truth, 0.5), src))
+        errors["truth"].append(source_errors(_result(sim, truth.astype(np.float32), truth, 0.5), src))
     return errors
+
+
+def nearest(points: list) -> np.ndarray:
+    """Each scene's nearest source point's error (scenes with a plume found)."""
+    return np.array([min(p) for p in points if p])
 
 
 def summarise(errors: dict) -> dict:
     out = {}
-    for variant, errs in errors.items():
-        e = np.array([x for x in errs if x is not None])
-        out[variant] = {"scenes": len(errs), "found": int(e.size),
+    for variant, points in errors.items():
+        e, every = nearest(points), np.array([x for p in points for x in p])
+        out[variant] = {"scenes": len(points), "found": int(e.size),
                         "within_2px": float(np.mean(e <= WITHIN_PX)) if e.size else None,
-                        "median_px": float(np.median(e)) if e.size else None}
+                        "median_px": float(np.median(e)) if e.size else None,
+                        "points": int(every.size),
+                        "points_within_2px": float(np.mean(every <= WITHIN_PX)) if every.size else None}
     return out
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"{'masks':<62} {'found':>9} {'within 2 px':>12} {'median px':>10}"]
+    lines = [f"{'masks':<62} {'found':>9} {'within 2 px':>12} {'median px':>10} {'points':>7} "
+             f"{'points within 2 px':>19}"]
     for variant, r in summary.items():
         share = "n/a" if r["within_2px"] is None else f"{100 * r['within_2px']:.0f} %"
         median = "n/a" if r["median_px"] is None else f"{r['median_px']:.2f}"
-        lines.append(f"{VARIANTS[variant]:<62} {r['found']:>4}/{r['scenes']:<4} {share:>12} {median:>10}")
+        points = "n/a" if r["points_within_2px"] is None else f"{100 * r['points_within_2px']:.0f} %"
+        lines.append(f"{VARIANTS[variant]:<62} {r['found']:>4}/{r['scenes']:<4} {share:>12} {median:>10} "
+                     f"{r['points']:>7} {points:>19}")
     return "\n".join(lines)
 
 
@@ -135,8 +148,8 @@ def plot(errors: dict, path: Path, title: str) -> None:
 
     d = np.linspace(0, 20, 201)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for variant, errs in errors.items():
-        e = np.array([x for x in errs if x is not None])
+    for variant, points in errors.items():
+        e = nearest(points)
         if e.size:
             ax.plot(d, [np.mean(e <= x) for x in d], label=f"{VARIANTS[variant]} ({e.size} plumes)")
     ax.axvline(WITHIN_PX, color="grey", ls="--", lw=1)
