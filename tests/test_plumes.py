@@ -80,7 +80,7 @@ def with_puff(heat_at_puff: float | None = None):
 def test_a_puff_downwind_of_a_plume_is_part_of_it(heat_at_puff):
     result = with_puff(heat_at_puff)
     main_px = int(result.mask[:, :100].sum())
-    plumes = find_plumes(result)
+    plumes = find_plumes(result, drop_sourceless=False)
     assert [p.pixels for p in plumes] == [main_px + 12, 6]  # the puff joined; the plume to the south not
     main = plumes[0]
     assert abs(main.source_row - 40) <= 2 and abs(main.source_col - 30) <= 2
@@ -88,7 +88,7 @@ def test_a_puff_downwind_of_a_plume_is_part_of_it(heat_at_puff):
     assert main.length_m == pytest.approx(78 * 20, rel=0.05)  # to the puff's far side
     assert main.source_from == ("traced" if heat_at_puff is None else "heat_map")
     # not joined: a point of its own, 76 px downwind of the leak
-    alone = find_plumes(result, join_downwind=False)
+    alone = find_plumes(result, join_downwind=False, drop_sourceless=False)
     assert [p.pixels for p in alone] == [main_px, 12, 6]
 
 
@@ -96,16 +96,36 @@ def test_a_piece_with_a_source_of_its_own_is_not_joined():
     """A piece downwind whose own heat peak is at least JOIN_HEAT of the plume's is a second leak."""
     from client.plumes import JOIN_HEAT
 
-    plumes = find_plumes(with_puff(heat_at_puff=JOIN_HEAT * 0.8))
+    plumes = find_plumes(with_puff(heat_at_puff=JOIN_HEAT * 0.8), drop_sourceless=False)
     assert [p.pixels for p in plumes][1:] == [12, 6]
     assert abs(plumes[1].source_col - 106) <= 1.5
 
 
-def test_a_piece_upwind_or_too_far_is_not_joined():
+def test_a_piece_upwind_or_aside_is_not_joined():
     result = synthetic_result()
     result.mask[39:42, 10:14] = 1  # upwind of the source
-    result.mask[39:42, 150:154] = 1  # downwind, but further than JOIN_PX from the source? 122 px: yes
+    result.mask[79:82, 94:98] = 1  # downwind, but 32 degrees off the plume's direction from its source
     assert sorted(p.pixels for p in find_plumes(result))[:3] == [6, 12, 12]
+
+
+def test_small_pieces_without_a_source_are_not_plumes():
+    """With a heat map, a piece of fewer than SOURCELESS_PX pixels and no heat peak of SOURCELESS_HEAT
+    on it is no leak (the mask keeps it); a larger one is kept, and so is everything without a
+    heat map."""
+    from client.plumes import JOIN_HEAT, SOURCELESS_HEAT, SOURCELESS_PX
+
+    result = with_puff(heat_at_puff=1.1 * max(SOURCELESS_HEAT, JOIN_HEAT * 0.8))  # a source: not joined
+    main_px = int(result.mask[:, :100].sum())
+    assert 6 < 12 < SOURCELESS_PX <= main_px
+    assert [p.pixels for p in find_plumes(result)] == [main_px, 12]  # the plume to the south: none
+    assert [p.pixels for p in find_plumes(result, drop_sourceless=False)] == [main_px, 12, 6]
+    result.source[40, 106] = SOURCELESS_HEAT * 0.8  # now a sourceless puff: joined to its plume
+    assert [p.pixels for p in find_plumes(result)] == [main_px + 12]
+    result.source[:] = 0  # no heat anywhere: only the plume, which is large enough
+    assert [p.pixels for p in find_plumes(result)] == [main_px + 12]
+    result.source = None  # no heat map: nothing to judge pieces by
+    assert [p.pixels for p in find_plumes(result)] == [main_px + 12, 6]
+    assert result.mask[100:103, 120:122].all()  # the mask is untouched
 
 
 def test_no_plume_no_records():

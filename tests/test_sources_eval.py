@@ -18,13 +18,15 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     assert doc["settings"]["n"] == 6 and doc["settings"]["views"] == 2  # as the client asks by default
     errors, summary = doc["errors_px"], doc["summary"]
     assert set(errors) == {"model", "model_heat_top", "model_no_heat", "model_no_facility", "model_wind",
-                           "model_no_join", "truth"}
+                           "model_no_join", "model_keep_sourceless", "truth"}
     assert all(len(e) == 6 for e in errors.values())  # each scene's list of source points' errors
     for variant, r in summary.items():  # every point is counted, and each scene's nearest among them
         assert r["points"] == sum(map(len, errors[variant])) >= r["found"], variant
     # joining a plume's downwind puffs to it only removes points, never the nearest one
     assert summary["model"]["points"] <= summary["model_no_join"]["points"]
     assert [min(e, default=None) for e in errors["model"]] == [min(e, default=None) for e in errors["model_no_join"]]
+    # dropping small pieces without a source only removes points
+    assert summary["model"]["points"] <= summary["model_keep_sourceless"]["points"]
     # The simulator's own masks are always found, and the source step puts nearly all of their
     # sources within 2 px (measured: 6 of these 6; 90-95 % over hundreds of scenes).
     assert summary["truth"]["found"] == 6 and summary["truth"]["within_2px"] >= 5 / 6

@@ -10,8 +10,10 @@ gives 94 % against 76 % traced (README, "Plumes, leak sources"; `methane-seg sou
 both in process). The issue asks for every source within 2 pixels;
 the model does not reach that, so the test holds the figures measured (90 %: met with no slack,
 one more miss fails it): a worse model or a broken source step fails it, and most sources must
-come from the heat map (measured: 50 of the 52 source points, from the 33 scenes with a plume
-found, the true one and stray detections).
+come from the heat map (measured: all 37 source points, from the 33 scenes with a plume found).
+Each scene has one leak, so every other point is a false one: 30 of the 37 points lie within 2 px
+of the true source (with puffs not joined to their plume and small sourceless pieces kept, 30 of
+52; client.plumes.downwind_joins, sourceless).
 """
 
 import json
@@ -52,7 +54,7 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
     out = tmp_path / "out"
     assert main(["segment", *map(str, strong_plumes), "--out", str(out), "--url", triton.grpc_url,
                  "--protocol", "grpc"]) == 0
-    errors, methods = [], []
+    errors, methods, every = [], [], []
     for path, src in strong_plumes.items():
         doc = json.loads((out / f"{path.stem}_plumes.geojson").read_text())
         points = source_points(doc)
@@ -63,13 +65,16 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
             xs, ys = warp_transform("EPSG:4326", ds.crs, [p[0] for p in points], [p[1] for p in points])
             pixels = [~ds.transform @ (x, y) for x, y in zip(xs, ys)]  # (col, row) of pixel edges
         # The nearest source point to the true source (a scene may hold a stray second plume).
-        errors.append(min(np.hypot(col - 0.5 - src["col"], row - 0.5 - src["row"]) for col, row in pixels))
-    errors = np.array(errors)
+        every += [float(np.hypot(col - 0.5 - src["col"], row - 0.5 - src["row"])) for col, row in pixels]
+        errors.append(min(every[-len(pixels):]))
+    errors, every = np.array(errors), np.array(every)
     print(f"{len(errors)}/{len(strong_plumes)} plumes found; source within 2 px: {np.mean(errors <= 2):.2f}, "
           f"median {np.median(errors):.2f} px")
-    print(f"sources from the heat map: {methods.count('heat_map')} of {len(methods)}")
+    print(f"sources from the heat map: {methods.count('heat_map')} of {len(methods)}; "
+          f"points within 2 px of the true source: {(every <= 2).sum()} of {every.size}")
     assert len(errors) >= 24
     assert (errors <= 2.0).sum() >= 28, errors  # of the 40 true sources, located (30 measured; 28 before)
     assert methods.count("heat_map") >= 0.8 * len(methods), methods
     assert np.mean(errors <= 2.0) >= 0.9, errors
     assert np.median(errors) <= 1.0, errors
+    assert (every <= 2.0).sum() >= 0.75 * every.size, every  # 30 of 37 measured

@@ -11,7 +11,7 @@ is found, the distance in pixels from the true source to the nearest source poin
 source heat map where it has one; and with its highest peak alone), and how many of all the source
 points lie within 2 px of it (each scene has one leak: every other point is a false one). The same is done tracing the
 source upwind without the heat map, without the facility step, told the wind direction, without
-joining a plume's downwind puffs to it, and on the simulator's own masks (what the source step
+joining a plume's downwind puffs to it, keeping small pieces without a source, and on the simulator's own masks (what the source step
 reaches when the mask is right). Prints a table, writes sources.json and sources.png
 (the share of sources within d pixels against d).
 """
@@ -39,6 +39,7 @@ VARIANTS = {
     "model_no_facility": "served model's mask, traced, without the facility step",
     "model_wind": "served model's mask, traced, told the wind direction",
     "model_no_join": "served model, downwind puffs not joined to their plume",
+    "model_keep_sourceless": "served model, small pieces without a source kept",
     "truth": "simulator's own mask",
 }
 
@@ -106,6 +107,7 @@ def measure(n: int, seed: int, q_kg_h: float, model_dir: Path, progress: bool = 
         errors["model_no_facility"].append(source_errors(traced, src, facility_step=False))
         errors["model_wind"].append(source_errors(traced, src, wind_to_deg=src["wind_to_deg"]))
         errors["model_no_join"].append(source_errors(served, src, join_downwind=False))
+        errors["model_keep_sourceless"].append(source_errors(served, src, drop_sourceless=False))
         truth = sim.mask == 1
         errors["truth"].append(source_errors(_result(sim, truth.astype(np.float32), truth, 0.5), src))
     return errors
