@@ -438,20 +438,22 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     from_heat = heat_sources(heat, labels) if heat is not None else {}
     options = dict(wind_to_deg=wind_to_deg, wind_ms=wind_ms, facility_step=facility_step,
                    heat_choice=heat_choice, pixel_size=pixel_size)
-    traced = {}
-    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+    traced, boxes = {}, dict(enumerate(ndimage.find_objects(labels), start=1))
+    for k, box in boxes.items():
         # (a label whose grown area held no plume pixel has no box, or fewer than min_pixels)
         if box is not None and np.count_nonzero(labels[box] == k) >= min_pixels:
             traced[k] = _trace(scene, mask, labels, k, box, from_heat.get(k), **options)
     if join_downwind:
         joins = downwind_joins(traced)
         for child, parent in joins.items():
-            labels[labels == child] = parent
+            part = labels[boxes[child]]
+            part[part == child] = parent
+            boxes[parent] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                                  for a, b in zip(boxes[parent], boxes[child]))
             del traced[child]
-        boxes = ndimage.find_objects(labels)
         for parent in set(joins.values()):  # traced again as one plume, from the parent's source
             keep = traced[parent]
-            traced[parent] = _trace(scene, mask, labels, parent, boxes[parent - 1], None, **options,
+            traced[parent] = _trace(scene, mask, labels, parent, boxes[parent], None, **options,
                                     source=(keep.row, keep.col))
             traced[parent].source_from, traced[parent].heat = keep.source_from, keep.heat
     if drop_sourceless and heat is not None:
@@ -580,28 +582,28 @@ def downwind_joins(traced: dict) -> dict[int, int]:
     its own of JOIN_HEAT x the plume's or higher. The nearest such plume takes it (largest first,
     so no chains)."""
     order = sorted(traced, key=lambda k: -traced[k].rows.size)
-    centre = {k: (float(t.rows.mean()), float(t.cols.mean())) for k, t in traced.items()}
+    if len(order) < 2:
+        return {}
+    t = [traced[k] for k in order]
+    size = np.array([x.rows.size for x in t])
+    heat = np.array([x.heat for x in t])
+    centre = np.array([(x.rows.mean(), x.cols.mean()) for x in t])
+    to_centre = centre - np.array([(x.row, x.col) for x in t])  # each plume's direction from its source
+    reach = np.hypot(to_centre[:, 0], to_centre[:, 1])
+    cos_max = math.cos(math.radians(JOIN_DEG))
+    joined = np.zeros(len(t), bool)
     joins: dict[int, int] = {}
-    for i, k in enumerate(order):
-        piece = traced[k]
-        best = None
-        for parent in order[:i]:
-            t = traced[parent]
-            if parent in joins or t.rows.size <= piece.rows.size:
-                continue
-            a = (centre[parent][0] - t.row, centre[parent][1] - t.col)
-            b = (centre[k][0] - t.row, centre[k][1] - t.col)
-            la, lb = math.hypot(*a), math.hypot(*b)
-            if not (la > 0 and la < lb <= JOIN_PX):
-                continue
-            if (a[0] * b[0] + a[1] * b[1]) / (la * lb) < math.cos(math.radians(JOIN_DEG)):
-                continue
-            if piece.heat >= JOIN_HEAT * t.heat and piece.heat > 0:
-                continue
-            if best is None or lb < best[0]:
-                best = (lb, parent)
-        if best is not None:
-            joins[k] = best[1]
+    for i in range(1, len(t)):
+        # candidates: the larger plumes before it (largest first) that are not puffs themselves
+        b = centre[i] - (centre[:i] - to_centre[:i])  # from each candidate's source to this piece
+        dist = np.hypot(b[:, 0], b[:, 1])
+        along = (to_centre[:i] * b).sum(axis=1)
+        ok = (~joined[:i] & (size[:i] > size[i]) & (reach[:i] > 0) & (reach[:i] < dist) & (dist <= JOIN_PX)
+              & (along >= cos_max * reach[:i] * dist) & ((heat[i] == 0) | (heat[i] < JOIN_HEAT * heat[:i])))
+        if ok.any():
+            parent = int(np.flatnonzero(ok)[np.argmin(dist[ok])])
+            joins[order[i]] = order[parent]
+            joined[i] = True
     return joins
 
 
