@@ -1,7 +1,10 @@
 """Plume records from a segmentation: polygons, sizes, confidence and the source point.
 
 Each group of plume pixels (8-connected, pieces within GAP_PX pixels joined,
-since turbulent plumes are patchy) becomes one plume. Its source (where
+since turbulent plumes are patchy) becomes one plume; a smaller piece further
+downwind along a plume from its source is a puff of it and joins it
+(`downwind_joins`), and with the model's source heat map a small piece with no
+source on it is not reported (`sourceless`): one plume, one source point. Its source (where
 the leak is) is the upwind end of the plume: with a wind direction given,
 the end that lies furthest upwind; without one, the end of the plume's long
 axis that scores higher (`end_score`) on what a source end has: the strongest
