@@ -93,6 +93,9 @@ def segment_parser() -> argparse.ArgumentParser:
                    help="10 m wind speed (m/s): adds an IME emission-rate estimate")
     p.add_argument("--wind-to", type=_number(float, -360, 360, "a direction in degrees from -360 to 360"),
                    help="direction the wind blows to (degrees clockwise from north): fixes the upwind end")
+    p.add_argument("--every-piece", action="store_true",
+                   help="report every piece of the mask as a plume with its own source point: downwind puffs "
+                        "not joined to their plume, small pieces without a source not dropped")
     return p
 
 
@@ -142,7 +145,8 @@ def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
             validate_file_size(scene, args.max_size_mb)
         result = segmenter.segment(scene, progress=sys.stderr.isatty())
         try:
-            paths, plumes = write_outputs(result, args.out, wind_to_deg=args.wind_to, wind_ms=args.wind_speed)
+            paths, plumes = write_outputs(result, args.out, wind_to_deg=args.wind_to, wind_ms=args.wind_speed,
+                                          every_piece=args.every_piece)
         finally:
             result.scene.close()
     except ContractError as exc:

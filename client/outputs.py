@@ -146,11 +146,14 @@ def write_geojson(path: Path, result, plumes) -> None:
 
 
 def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=None,
-                  wind_to_deg: float | None = None, wind_ms: float | None = None) -> tuple[dict[str, Path], list]:
+                  wind_to_deg: float | None = None, wind_ms: float | None = None,
+                  every_piece: bool = False) -> tuple[dict[str, Path], list]:
     """Write the probability and mask GeoTIFFs, the overlay PNG and the plumes' GeoJSON.
 
     The rasters are written in worker threads (GDAL and PIL release the GIL) while the plumes are
-    traced in this one, unless `plumes` are given. Returns the paths and the plumes."""
+    traced in this one, unless `plumes` are given. every_piece: every piece of the mask is a plume
+    (no puffs joined to their plume, no small sourceless pieces dropped; client.plumes).
+    Returns the paths and the plumes."""
     from concurrent.futures import ThreadPoolExecutor
 
     from client.plumes import find_plumes
@@ -168,7 +171,8 @@ def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=N
         jobs = [pool.submit(write_probability, paths["prob"], result), pool.submit(write_mask, paths["mask"], result),
                 pool.submit(lambda: paths["overlay"].write_bytes(overlay_png(result)))]
         if plumes is None:
-            plumes = find_plumes(result, wind_to_deg=wind_to_deg, wind_ms=wind_ms)
+            plumes = find_plumes(result, wind_to_deg=wind_to_deg, wind_ms=wind_ms,
+                                 join_downwind=not every_piece, drop_sourceless=not every_piece)
         for job in jobs:
             job.result()
     write_geojson(paths["geojson"], result, plumes)

@@ -92,6 +92,18 @@ def test_a_puff_downwind_of_a_plume_is_part_of_it(heat_at_puff):
     assert [p.pixels for p in alone] == [main_px, 12, 6]
 
 
+def test_write_outputs_every_piece(tmp_path):
+    """write_outputs(every_piece=True), as `methane-seg segment --every-piece`: the puff and the
+    sourceless plume to the south are plumes of their own in the GeoJSON."""
+    result = with_puff(heat_at_puff=0.0)
+    _, joined = write_outputs(result, tmp_path, "joined")
+    paths, every = write_outputs(result, tmp_path, "every", every_piece=True)
+    assert (len(joined), len(every)) == (1, 3)
+    doc = json.loads(paths["geojson"].read_text())
+    assert doc["properties"]["plumes"] == 3
+    assert sum(f["properties"]["kind"] == "source" for f in doc["features"]) == 3
+
+
 def test_a_piece_with_a_source_of_its_own_is_not_joined():
     """A piece downwind whose own heat peak is at least JOIN_HEAT of the plume's is a second leak."""
     from client.plumes import JOIN_HEAT

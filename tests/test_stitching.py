@@ -215,3 +215,19 @@ def test_tiled_scenes_geojson_sources_lie_at_the_true_sources(big_scene, served_
     # the puff (6 px, its highest heat peak 0.11) neither joined nor dropped as sourceless: a fourth point
     unjoined = find_plumes(served_near, join_downwind=False, drop_sourceless=False)
     assert len(unjoined) == 4 and min(p.pixels for p in unjoined) < SPECK_PX
+
+
+def test_every_piece_reports_the_puff_with_its_own_point(triton, big_scene, tmp_path):
+    """`methane-seg segment --every-piece` keeps every piece of the mask as a plume: the 2000 x 2000
+    scene's GeoJSON then holds the puff too, whose point lies far from any true source."""
+    import json
+
+    from client.cli import main
+
+    path, sim = big_scene
+    assert main(["segment", str(path), "--out", str(tmp_path), "--url", triton.grpc_url, "--protocol", "grpc",
+                 "--every-piece"]) == 0
+    doc = json.loads((tmp_path / f"{path.stem}_plumes.geojson").read_text())
+    assert doc["properties"]["plumes"] == 4
+    sizes = sorted(f["properties"]["pixels"] for f in doc["features"] if f["properties"]["kind"] == "plume")
+    assert sizes[0] < SPECK_PX <= sizes[1]
