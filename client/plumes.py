@@ -524,7 +524,8 @@ def _trace(scene, mask, labels, k, box, peaks, *, wind_to_deg, wind_ms, facility
     noise = _mad(raw[outside]) if outside.sum() >= 20 else 0.0
     walked = raw - float(np.median(raw[outside])) if noise else raw
     ends, length_px = _candidate_ends(rows + r0, cols + c0, signal, wind_to_deg, labels.shape)
-    sites = facilities(block, valid, -walked / noise if noise else None)
+    # facilities: for the source's end and step, and for the emission estimate
+    sites = facilities(block, valid, -walked / noise if noise else None) if source is None or wind_ms else []
     if source is None:
         # Tip signals in noise sigmas (in a noiseless scene: against the plume's median signal).
         scale = noise if noise else float(np.median(np.abs(signal))) or 1.0

@@ -87,6 +87,10 @@ def test_a_puff_downwind_of_a_plume_is_part_of_it(heat_at_puff):
     assert main.geometry["type"] == "MultiPolygon" and len(main.geometry["coordinates"]) == 2
     assert main.length_m == pytest.approx(78 * 20, rel=0.05)  # to the puff's far side
     assert main.source_from == ("traced" if heat_at_puff is None else "heat_map")
+    # with a wind speed the joined plume gets one emission estimate, over the puff's pixels too
+    with_wind = find_plumes(result, wind_ms=5.0, drop_sourceless=False)[0]
+    assert with_wind.pixels == main.pixels and with_wind.emission is not None
+    assert (with_wind.source_row, with_wind.source_col) == (main.source_row, main.source_col)
     # not joined: a point of its own, 76 px downwind of the leak
     alone = find_plumes(result, join_downwind=False, drop_sourceless=False)
     assert [p.pixels for p in alone] == [main_px, 12, 6]
