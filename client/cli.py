@@ -1,43 +1,19 @@
-"""`methane-seg`: the command line.
+"""`methane-seg segment`: segment scenes on a Triton server and write georeferenced outputs.
 
     methane-seg segment SCENE.tif --out DIR [--url localhost:8000] [--protocol http|grpc]
 
-Subcommands of the training side (simulate, train, export, ...) are
-dispatched by name to their own modules and imported only when asked for,
-so the serving side never loads training code or torch.
-
-Exit codes: 0 success, 2 bad input or usage, 3 server unreachable or model
+Exit codes (core/exit_codes.py): 0 success, 2 bad input or usage, 3 server unreachable or model
 not ready, 4 inference failed on the server.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import os
 import sys
 
-EXIT_BAD_INPUT = 2
-EXIT_UNAVAILABLE = 3
-EXIT_FAILED = 4
-
-TRAINING_DEPENDENCIES = {"torch", "torchvision", "segmentation_models_pytorch", "onnx", "timm"}
-
-# name -> ("module:function", help); each function takes argv (list) and returns an exit code.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "segment": ("client.cli:segment_main", "segment a scene on a Triton server"),
-    "serve": ("webapp.run:main", "start Triton and the upload page (what `make run` does)"),
-    "simulate": ("training.cli:simulate_main", "simulate Sentinel-2 scenes with methane plumes"),
-    "train": ("training.cli:train_main", "train the segmentation model"),
-    "train-source": ("training.cli:train_source_main", "train a source heat-map branch onto a trained model"),
-    "export": ("export.cli:export_main", "export a checkpoint to ONNX and the Triton model repository"),
-    "repository": ("export.repository:repository_main", "lay out model_repository/ for a target (cpu, onnxruntime, tensorrt)"),
-    "baseline": ("training.baseline:baseline_main", "classical B12/B11-ratio segmenter (same outputs as segment)"),
-    "evaluate": ("training.evaluate:evaluate_main", "score predictions against simulated truth"),
-    "report": ("training.report:report_main", "markdown quality report with PNGs, model beside baseline"),
-    "sources": ("training.sources:sources_main", "leak-source coordinates against the simulator's true sources"),
-}
+from core.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNAVAILABLE
 
 
 def _number(kind, low=None, high=None, what="a number"):
@@ -106,7 +82,7 @@ def _source_margin(text: str) -> int | None:
 
 
 def _source_views(text: str) -> int:
-    from client.tiling import VIEW_COUNTS
+    from core.tiling import VIEW_COUNTS
 
     n = _number(int, 1, 4, "1, 2 or 4")(text)
     if n not in VIEW_COUNTS:
@@ -136,8 +112,8 @@ def segment_main(argv: list[str]) -> int:
 
 
 def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
-    from client.contract import ContractError, validate_file_size
-    from client.outputs import write_outputs
+    from core.contract import ContractError, validate_file_size
+    from core.outputs import write_outputs
     from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
@@ -178,34 +154,3 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _usage() -> str:
-    lines = ["usage: methane-seg COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "`methane-seg COMMAND --help` describes each."]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else EXIT_BAD_INPUT
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        return _fail(f"unknown command {name!r}\n{_usage()}", EXIT_BAD_INPUT)
-    module_name, func_name = COMMANDS[name][0].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in TRAINING_DEPENDENCIES:
-            return _fail(f"`{name}` needs the training extra ({exc.name} is missing): "
-                         "pip install 'methane-seg[train]'", EXIT_BAD_INPUT)
-        raise
-    try:
-        return int(getattr(module, func_name)(rest) or 0)
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

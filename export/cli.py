@@ -1,4 +1,4 @@
-"""`methane-seg export CHECKPOINT [--out model_repository] [--trt]` (dispatched from client.cli).
+"""`methane-seg export CHECKPOINT [--out model_repository] [--trt]` (dispatched from methane_seg.cli).
 
 Writes ONNX FP32 and FP16 (simplified, checked, parity-tested against PyTorch on simulated
 scenes: FP32 max abs diff <= 1e-4, FP16 plume IoU within 0.01), the metadata and the Triton

@@ -59,7 +59,7 @@ def calibration_tiles(n: int, tile: int) -> np.ndarray:
 def unet_nodes(path, quantise_head: bool) -> list[str]:
     import onnx
 
-    from export.onnx_export import NET_PREFIX
+    from training.model import NET_PREFIX
 
     m = onnx.load(str(path))
     names = [n.name for n in m.graph.node if n.name.startswith(NET_PREFIX)]
@@ -108,7 +108,7 @@ def test_scenes(test_dir: Path | None, n: int):
     if test_dir is not None and test_dir.is_dir() and sorted(test_dir.glob("s*_mask.tif")):
         import rasterio
 
-        from client.contract import read_scene
+        from core.contract import read_scene
 
         masks = sorted(test_dir.glob("s*_mask.tif"))[:n]
         for mp in masks:

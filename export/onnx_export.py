@@ -20,7 +20,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from client.contract import BANDS, PROBABILITY_OUTPUT, SOURCE_OUTPUT
+from core.contract import BANDS, PROBABILITY_OUTPUT, SOURCE_OUTPUT
 
 INPUT_NAME = "reflectance"
 OUTPUT_NAME = PROBABILITY_OUTPUT
@@ -62,7 +62,6 @@ def _to_uint16_input(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 DOC = "methane plume probability; input B2,B3,B4,B8,B11,B12 uint16 reflectance x 10000, NCHW"
-NET_PREFIX = "/model/net/"  # the U-Net's nodes; everything else is the feature extraction and the sigmoid
 FLOAT_ONLY_INPUTS = {"Resize": (1, 2)}  # inputs that ONNX requires in float32 (roi, scales)
 
 
@@ -81,6 +80,8 @@ def unet_to_fp16(m: onnx.ModelProto) -> onnx.ModelProto:
     half = onnx.ModelProto()
     half.CopyFrom(m)
     g = half.graph
+    from training.model import NET_PREFIX
+
     net = {n.name for n in g.node if n.name.startswith(NET_PREFIX)}
     producer = {o: n.name for n in g.node for o in n.output}
     users: dict[str, list[tuple[onnx.NodeProto, int]]] = {}

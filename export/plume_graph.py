@@ -2,7 +2,7 @@
 
 A model with a source branch (training/source.py) computes both outputs in one graph, and
 onnxruntime runs every node of a graph whatever outputs are fetched. Most tiles of a scene hold
-no plume, and the heat map is only read near plumes (client.plumes.heat_sources), so the client
+no plume, and the heat map is only read near plumes (core.plumes.heat_sources), so the client
 asks for the probability alone on every tile and for the heat map only near plume pixels
 (client.segmenter); the CPU instances' Python backend runs this graph for the first kind of
 request and the whole graph for the second.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client.contract import PROBABILITY_OUTPUT
+from core.contract import PROBABILITY_OUTPUT
 
 
 class NotSeparable(ValueError):

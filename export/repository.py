@@ -37,7 +37,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from client.contract import PROBABILITY_OUTPUT, SOURCE_OUTPUT
+from core.contract import PROBABILITY_OUTPUT, SOURCE_OUTPUT
+from core.model_files import served_onnx_name, versions  # noqa: F401 (versions: this module's API too)
 
 MODEL_NAME = "methane_seg"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -165,7 +166,7 @@ def render_config(
     batching = default_batching if batching is None else batching
     # On CPU instances the INT8 variant is served where export/int8.py found that it holds its gates
     # (metadata "cpu_onnx_file"); GPU instances run the FP32 graph (TensorRT FP16 inside).
-    onnx_file = metadata.get("cpu_onnx_file", "model.onnx") if kind == "cpu" else "model.onnx"
+    onnx_file = served_onnx_name(metadata, kind)
     backend_line = {
         "cpu": 'backend: "python"',
         "onnxruntime": f'backend: "onnxruntime"\ndefault_model_filename: "{onnx_file}"',
@@ -213,12 +214,6 @@ CONTAINER_CONFIGS = {
     "onnxruntime_cpu": {"target": "onnxruntime", "kind": "cpu"},
     "tensorrt": {"target": "tensorrt", "kind": "gpu"},
 }
-
-
-def versions(model_dir: Path) -> list[int]:
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def write_model_repository(
@@ -275,7 +270,7 @@ def _with_plume_only_graph(metadata: dict, version_dir: Path) -> dict:
         return metadata
     from export.plume_graph import plume_only_beside
 
-    dst = plume_only_beside(version_dir / metadata.get("cpu_onnx_file", "model.onnx"))
+    dst = plume_only_beside(version_dir / served_onnx_name(metadata))
     return metadata if dst is None else dict(metadata, cpu_plume_onnx_file=dst.name)
 
 

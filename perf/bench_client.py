@@ -40,7 +40,7 @@ BLOCK = 1830  # a third of a Sentinel-2 tile at 20 m
 
 
 def make_scene(path: Path, size: int) -> None:
-    from client.contract import write_scene
+    from core.contract import write_scene
     from training.simulate import simulate_scene
 
     sim = simulate_scene(2_999_001, size=BLOCK, n_sources=1, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)
@@ -51,7 +51,7 @@ def make_scene(path: Path, size: int) -> None:
 
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
                shared_memory: str = "auto", source_margin: str = "32", source_views: str = "2") -> dict:
-    cmd = [sys.executable, "-m", "client.cli", "segment", str(scene), "--out", str(out), "--url", url,
+    cmd = [sys.executable, "-m", "methane_seg", "segment", str(scene), "--out", str(out), "--url", url,
            "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency),
            "--shared-memory", shared_memory, "--source-margin", source_margin,
            "--source-views", source_views]
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         server = None
         url = a.url
         if url is None:
-            from client.server import TritonServer
+            from serving.tritonserver import TritonServer
 
             repo = a.repository
             if (a.variant or a.onnx) and a.repository != ROOT / "model_repository":

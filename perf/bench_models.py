@@ -131,9 +131,9 @@ def time_split(path, tile: int, runs: int = 20) -> dict:
 def torch_model(meta: dict, checkpoint: str | None):
     """The served architecture (from metadata.json) in PyTorch, with its source branch where the
     model has one; weights from `checkpoint` if given."""
-    from client.contract import SOURCE_OUTPUT
+    from core.contract import SOURCE_OUTPUT
     from training.model import DEFAULT_FEATURES, PlumeNet, SourcePlumeNet, load_checkpoint
-    from training.onnx_import import arch_from_metadata
+    from export.onnx_import import arch_from_metadata
 
     if checkpoint:
         model, _ = load_checkpoint(checkpoint)

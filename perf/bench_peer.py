@@ -19,8 +19,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -74,15 +72,9 @@ def drive(target, tile: np.ndarray, in_flight: int, seconds: float) -> dict:
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
+    from serving.ready import wait_for_url
+
+    wait_for_url(url, timeout, interval=0.2)
 
 
 def main(argv=None) -> int:
@@ -94,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--triton-variant", default="2x1-nobatch", help="LAYOUT-(dyn|nobatch), or none")
     p.add_argument("--json")
     a = p.parse_args(argv)
-    from client.server import TritonServer, free_port
+    from serving.tritonserver import TritonServer, free_port
 
     levels = [int(c) for c in a.concurrency.split(",")]
     onnx = str(served_onnx(a.repository))  # the file Triton serves: same model on both sides

@@ -7,7 +7,7 @@
 For each configuration (dynamic batching on/off x 1 instance x 2 threads / 2 instances x 1 thread
 x uint16 / float32 input), a temporary copy of model_repository/ gets a modified config.pbtxt
 (float32: the ONNX input is made float too), the pip tritonserver is started on it with
-client/server.py, and perf_analyzer (the tritonclient 2.51 wheel's binary) measures it over each
+serving/tritonserver.py, and perf_analyzer (the tritonclient 2.51 wheel's binary) measures it over each
 protocol at each concurrency, sending a real simulated tile: `--batch 1` (one tile per request) and
 `--batch 8` (8 tiles per request, as perf/bench_client.py's client sends them), over the socket and,
 with `--shared-memory none,system`, through system shared memory as the client does when Triton runs
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     tile_size = model_tile_size(a.repository)
     tile = sample_tiles(1, tile_size)[0]
     pa = PerfAnalyzer()
-    from client.server import TritonServer
+    from serving.tritonserver import TritonServer
 
     results = []
     failed = []

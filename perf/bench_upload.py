@@ -21,8 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +32,9 @@ LOCUSTFILE = ROOT / "perf" / "locust_webapp.py"
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"methane-seg serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
+    from serving.ready import wait_for_url
+
+    wait_for_url(url, timeout, proc, what="methane-seg serve")
 
 
 def run_locust(host: str, users: int, seconds: float, size: int, workdir: Path) -> dict:
@@ -90,14 +80,14 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not LOCUSTFILE.exists():
         p.error(f"{LOCUSTFILE} is missing")
-    from client.server import free_port
+    from serving.tritonserver import free_port
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
         tmp = Path(tmp)
         port = free_port()
         env = dict(os.environ, DATA_DIR=str(tmp / "data"), API_KEY="")
-        cmd = [sys.executable, "-m", "client.cli", "serve", "--model-repository", a.model_repository,
+        cmd = [sys.executable, "-m", "methane_seg", "serve", "--model-repository", a.model_repository,
                "--host", "127.0.0.1", "--port", str(port), "--http-port", str(free_port()),
                "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
         log(f"bench_upload: starting methane-seg serve on 127.0.0.1:{port}")

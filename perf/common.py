@@ -179,12 +179,9 @@ def measure_layout(path, layout: tuple[int, int], batch: np.ndarray, seconds: fl
 def served_onnx(repository=DEFAULT_REPOSITORY) -> Path:
     """The ONNX file the repository's CPU instances serve (config.pbtxt's onnx_file: the INT8 variant
     where export/int8.py found that it holds its gates). In-process baselines use the same file."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
+    from core.model_files import latest_version, served_onnx as version_onnx
 
-    src = Path(repository) / MODEL_NAME
-    config = text_format.Parse((src / "config.pbtxt").read_text(), mc.ModelConfig())
-    return src / "1" / (config.parameters["onnx_file"].string_value or "model.onnx")
+    return version_onnx(latest_version(repository, MODEL_NAME))
 
 
 def repository_variant(dst: Path, *, instances: int, threads: int, dynamic: bool, dtype: str = "uint16",

@@ -193,7 +193,7 @@ def gpu_repository(dst: Path, dynamic: bool, native: bool, max_batch: int) -> Pa
 
 def bench_triton(levels: list[int], tile: int, workdir: Path) -> dict:
     from bench_triton import run_perf_analyzer
-    from client.server import TritonServer, free_port
+    from serving.tritonserver import TritonServer, free_port
     from common import PerfAnalyzer, sample_tiles
 
     native = native_tritonserver()
@@ -246,19 +246,9 @@ def bench_triton(levels: list[int], tile: int, workdir: Path) -> dict:
 
 
 def _wait_ready(url: str, proc, timeout: float = 180.0) -> None:
-    import urllib.request
+    from serving.ready import wait_for_url
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tritonserver exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("tritonserver not ready")
+    wait_for_url(url, timeout, proc, interval=0.5, what="tritonserver")
 
 
 def _not_measured(part: dict) -> str:

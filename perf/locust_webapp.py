@@ -42,7 +42,7 @@ from locust import HttpUser, between, events, task
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # client.contract, when the package is not installed
+    sys.path.insert(0, str(ROOT))  # core.contract, when the package is not installed
 SCENE_SIZE = int(os.environ.get("SCENE_SIZE", "512"))
 SCENE_PATH = Path(os.environ.get("SCENE_PATH") or ROOT / "examples" / "sample_scene.tif")
 SCENE_UNIQUE = os.environ.get("SCENE_UNIQUE", "1") != "0"
@@ -70,7 +70,7 @@ def base_scene(size: int = SCENE_SIZE):
 
 def geotiff_bytes(data: np.ndarray, crs, transform) -> bytes:
     """A contract GeoTIFF (deflate, band descriptions) in memory."""
-    from client.contract import scene_bytes
+    from core.contract import scene_bytes
 
     return scene_bytes(data, crs, transform)
 

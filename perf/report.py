@@ -319,7 +319,7 @@ def cost_budget(d: dict, scene: int = 5490, seconds: float = 20.0, overlap: int 
     root = Path(__file__).resolve().parent.parent
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from client.tiling import tile_grid
+    from core.tiling import tile_grid
 
     out = {"scene": scene, "seconds": seconds, "rows": []}
     gflops = m["best"]["onnxruntime-fp32"]["gflops"]  # median rounds, best layout/batch

@@ -37,13 +37,13 @@ run() { # run SECONDS cmd...: bounded, output into the log
 
 say "train_gpu: $($PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA")')"
 say "simulate $N_TRAIN train + $N_VAL val scenes with $WORKERS workers"
-run 300 $PY -m client.cli simulate --out "$DATA/train" --n "$N_TRAIN" --split train --workers "$WORKERS" || { say "simulate failed"; exit 1; }
-run 60 $PY -m client.cli simulate --out "$DATA/val" --n "$N_VAL" --split val --workers "$WORKERS" || { say "simulate failed"; exit 1; }
+run 300 $PY -m methane_seg simulate --out "$DATA/train" --n "$N_TRAIN" --split train --workers "$WORKERS" || { say "simulate failed"; exit 1; }
+run 60 $PY -m methane_seg simulate --out "$DATA/val" --n "$N_VAL" --split val --workers "$WORKERS" || { say "simulate failed"; exit 1; }
 tail -n 1 "$LOG"
 
 plume_budget=$(awk "BEGIN{print int(60*$PLUME_MIN + 240)}")
 say "train the plume network: $PLUME_MIN min (batch $BATCH, $STEPS steps per validation)"
-run "$plume_budget" $PY -m client.cli train --data "$DATA" --out "$OUT/plume" --minutes "$PLUME_MIN" --epochs 1000 \
+run "$plume_budget" $PY -m methane_seg train --data "$DATA" --out "$OUT/plume" --minutes "$PLUME_MIN" --epochs 1000 \
     --steps-per-epoch "$STEPS" --batch-size "$BATCH" --seed "$SEED" --threads 4 $PLUME_FLAGS
 rc=$?
 grep -E '^\{|done in|min of training' "$LOG" | tail -n 4
@@ -51,7 +51,7 @@ grep -E '^\{|done in|min of training' "$LOG" | tail -n 4
 
 source_budget=$(awk "BEGIN{print int(60*$SOURCE_MIN + 240)}")
 say "train the source branch onto plume/best.pt: $SOURCE_MIN min"
-run "$source_budget" $PY -m client.cli train-source --base "$OUT/plume/best.pt" --data "$DATA" --out "$OUT/source" \
+run "$source_budget" $PY -m methane_seg train-source --base "$OUT/plume/best.pt" --data "$DATA" --out "$OUT/source" \
     --minutes "$SOURCE_MIN" --epochs 1000 --steps-per-epoch "$STEPS" --batch-size "$BATCH" --seed "$SEED" --threads 4 $SOURCE_FLAGS
 rc=$?
 grep -E '^\{|done in|min of training' "$LOG" | tail -n 3

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from client.contract import write_scene
+from core.contract import write_scene
 from tests.conftest import random_scene, raw_geotiff, utm
 
 LIMIT_MB = 2  # the size limit the tests configure on both sides (the default is 512 MB)

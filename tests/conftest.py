@@ -10,20 +10,13 @@ import pytest
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from client.contract import write_scene
-from client.server import TritonServer
+from core.contract import write_scene
+from core.model_files import served_onnx  # noqa: F401 (the tests' import of it)
+from serving.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = Path(os.environ.get("TEST_MODEL_REPOSITORY", ROOT / "model_repository"))
 EXAMPLES = ROOT / "examples"
-
-
-def served_onnx(version_dir: Path) -> Path:
-    """The ONNX file that CPU instances of this version serve (INT8 where export/int8.py found it holds)."""
-    import json
-
-    meta = json.loads((Path(version_dir) / "metadata.json").read_text())
-    return Path(version_dir) / meta.get("cpu_onnx_file", "model.onnx")
 
 
 @pytest.fixture(scope="session")

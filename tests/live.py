@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from client.server import free_port
+from serving.tritonserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "perf" / "locust_webapp.py"
@@ -169,7 +169,7 @@ def sample_bands(size: int):
 
 def scene_bytes(size: int = 256, n: int = 0) -> bytes:
     """A contract GeoTIFF of size x size pixels, distinct for each `n` (one corner pixel differs)."""
-    from client import contract
+    from core import contract
 
     data, crs, transform = sample_bands(size)
     data[:, 0, 0] = 1 + n % 60000

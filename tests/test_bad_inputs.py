@@ -10,8 +10,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from client.cli import EXIT_BAD_INPUT, main
-from client.contract import MAX_FILE_MB
+from methane_seg.cli import EXIT_BAD_INPUT, main
+from core.contract import MAX_FILE_MB
 from tests.bad_inputs import BAD_INPUTS, LIMIT_MB, ODD_NAME, POLYGLOT_HTML, TRAVERSAL_NAME, BadInput
 from tests.live import WebApp, scene_bytes
 

@@ -3,7 +3,7 @@
 import numpy as np
 import rasterio
 
-from client.cli import main
+from methane_seg.cli import main
 from training.simulate import simulate_scene, write_sim_scene
 
 

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 from rasterio.crs import CRS
 
-from client.contract import BANDS, ContractError, NotGeoTIFF, band_order, read_scene
+from core.contract import BANDS, ContractError, NotGeoTIFF, band_order, read_scene
 from tests.conftest import random_scene
 
 
@@ -111,7 +111,7 @@ def test_huge_header_is_refused_before_reading(tmp_path):
 
 
 def test_truncated_tiff_is_a_contract_error(contract_scene, tmp_path):
-    from client.contract import open_scene
+    from core.contract import open_scene
 
     good = contract_scene(data=random_scene((6, 300, 300)))
     raw = good.read_bytes()
@@ -131,7 +131,7 @@ def test_windowed_scene_keeps_one_handle_per_thread_and_closes_them(contract_sce
     import os
     import threading
 
-    from client.contract import open_scene
+    from core.contract import open_scene
 
     path = contract_scene()
     whole = read_scene(path).data

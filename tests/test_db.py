@@ -30,7 +30,7 @@ class PostgresCluster:
     """A throwaway PostgreSQL cluster on a free port, owned by the `postgres` user when we are root."""
 
     def __init__(self):
-        from client.server import free_port
+        from serving.tritonserver import free_port
 
         self.dir = Path(tempfile.mkdtemp(prefix="methane-seg-pg-"))
         self.data = self.dir / "data"

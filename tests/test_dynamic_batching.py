@@ -22,8 +22,8 @@ def model_stats(client):
 
 @pytest.fixture(scope="module")
 def batching_triton(tmp_path_factory):
-    from client.cli import main
-    from client.server import TritonServer
+    from methane_seg.cli import main
+    from serving.tritonserver import TritonServer
     from tests.conftest import MODEL_REPOSITORY
 
     repo = tmp_path_factory.mktemp("batching_repo")

@@ -27,7 +27,7 @@ from collections import Counter
 import pytest
 import requests
 
-from client.server import TritonServer
+from serving.tritonserver import TritonServer
 from tests.conftest import MODEL_REPOSITORY
 from tests.live import Locust, WebApp, check_store, scene_bytes, wait_until
 

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client.contract import ContractError, read_scene
+from core.contract import ContractError, read_scene
 from tests.conftest import random_scene, utm
 
 pytestmark = pytest.mark.slow
 
 
 def valid_tiff_bytes() -> bytes:
-    from client.contract import scene_bytes
+    from core.contract import scene_bytes
 
     crs, transform = utm()
     return scene_bytes(random_scene((6, 64, 64)), crs, transform)

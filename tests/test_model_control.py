@@ -8,8 +8,9 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
 
-from client.server import TritonServer
-from export.repository import versions, write_model_repository
+from serving.tritonserver import TritonServer
+from core.model_files import versions
+from export.repository import write_model_repository
 from tests.conftest import MODEL_REPOSITORY, served_onnx
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ def infer(client, x, version=""):
 
 
 def test_triton_answers_exactly_as_onnxruntime(triton, scenes):
-    from client.contract import read_scene
+    from core.contract import read_scene
 
     model_dir = MODEL_REPOSITORY / "methane_seg"
     latest = model_dir / str(versions(model_dir)[-1])

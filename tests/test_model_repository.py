@@ -8,8 +8,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from client.contract import BANDS
-from export.repository import render_cpu_config, versions, write_model_repository
+from core.contract import BANDS
+from core.model_files import versions
+from export.repository import render_cpu_config, write_model_repository
 from tests.conftest import MODEL_REPOSITORY
 
 ORT_TYPES = {"tensor(uint16)": model_config_pb2.TYPE_UINT16, "tensor(float)": model_config_pb2.TYPE_FP32}
@@ -124,7 +125,7 @@ def test_layout_options_override_the_defaults():
 
 
 def test_repository_command_lays_out_targets_and_versions(tmp_path, capsys):
-    from client.cli import main
+    from methane_seg.cli import main
 
     source = sorted((MODEL_REPOSITORY / "methane_seg").glob("[0-9]*"))[-1]
     out = tmp_path / "repo"

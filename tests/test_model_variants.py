@@ -92,10 +92,14 @@ def test_compare_runs_on_a_tiny_setting(tmp_path):
     docs.mkdir()
     done = subprocess.run([sys.executable, "-m", "training.compare", "--data", str(data), "--out",
                            str(tmp_path / "cmp"), "--steps", "2", "--batch-size", "2", "--max-train", "4",
-                           "--max-val", "3", "--only", "unet-r18", "lovasz", "--docs", str(docs)],
+                           "--max-val", "3", "--only", "unet-r18", "lovasz"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "perf/bench_variants.py", "--runs", str(tmp_path / "cmp"), "--rounds", "1",
+                           "--docs", str(docs)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert results.pop("_settings")["steps"] == 2
     assert set(results) == {"unet-r18", "lovasz"}
     for r in results.values():
         assert r["ms_per_tile"] > 0 and 0 <= r["product"]["iou"] <= 1 and r["onnx_mb"] > 0

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from rasterio.warp import transform as warp_transform
 
-from client.contract import BANDS, Scene
-from client.outputs import write_outputs
-from client.plumes import find_plumes, plumes_geojson
-from client.segmenter import SegmentationResult
+from core.contract import BANDS, Scene
+from core.outputs import write_outputs
+from core.plumes import find_plumes, plumes_geojson
+from core.segmentation import SegmentationResult
 from tests.conftest import mixed_surface, utm
 
 
@@ -110,7 +110,7 @@ def test_write_outputs_every_piece(tmp_path):
 
 def test_a_piece_with_a_source_of_its_own_is_not_joined():
     """A piece downwind whose own heat peak is at least JOIN_HEAT of the plume's is a second leak."""
-    from client.plumes import JOIN_HEAT
+    from core.plumes.geometry import JOIN_HEAT
 
     plumes = find_plumes(with_puff(heat_at_puff=JOIN_HEAT * 0.8), drop_sourceless=False)
     assert [p.pixels for p in plumes][1:] == [12, 6]
@@ -128,7 +128,8 @@ def test_small_pieces_without_a_source_are_not_plumes():
     """With a heat map, a piece of fewer than SOURCELESS_PX pixels and no heat peak of SOURCELESS_HEAT
     on it is no leak (the mask keeps it); a larger one is kept, and so is everything without a
     heat map."""
-    from client.plumes import JOIN_HEAT, SOURCELESS_HEAT, SOURCELESS_PX
+    from core.plumes.geometry import JOIN_HEAT
+    from core.plumes.records import SOURCELESS_HEAT, SOURCELESS_PX
 
     result = with_puff(heat_at_puff=1.1 * max(SOURCELESS_HEAT, JOIN_HEAT * 0.8))  # a source: not joined
     main_px = int(result.mask[:, :100].sum())
@@ -182,7 +183,7 @@ def test_rasters_are_cloud_optimized_on_the_input_grid(tmp_path):
 
 
 def test_transmittance_matches_the_published_table():
-    from client.methane import column_from_ratio_drop, transmittance
+    from core.physics import column_from_ratio_drop, transmittance
 
     for omega, b12, b11 in ((0.1, -0.0064, -0.0010), (1.0, -0.056, -0.0089), (10.0, -0.28, -0.055)):
         assert transmittance(omega, "B12") - 1 == pytest.approx(b12, rel=0.1)
@@ -194,7 +195,7 @@ def test_transmittance_matches_the_published_table():
 
 def test_ime_recovers_a_known_column_exactly():
     """Noise-free reflectance darkened by a known column: the IME is that column's mass."""
-    from client.methane import M_CH4, U_EFF_OFFSET, U_EFF_SLOPE, transmittance
+    from core.physics import M_CH4, U_EFF_OFFSET, U_EFF_SLOPE, transmittance
 
     result = synthetic_result()
     data = np.full_like(result.scene.data, 2000)
@@ -261,7 +262,7 @@ def test_source_is_followed_upwind_of_a_mask_that_starts_downwind():
 def test_regression_signal_removes_the_surface_and_keeps_the_methane():
     """B12 predicted from the other bands: soils, vegetation and a pad whose B12/B11 differs from
     the scene's leave no signal; a 5 % B12 drop stays a 5 % signal."""
-    from client.plumes import regression_signal, swir_ratio
+    from core.plumes import regression_signal, swir_ratio
 
     h, w = 96, 128
     data = mixed_surface(np.random.default_rng(3), h, w)
@@ -300,7 +301,7 @@ def test_source_on_a_pad_is_reached_across_the_pad():
 def test_column_from_b12_drop_inverts_any_b11_share():
     """B12 below a prediction that leans on B11 by share s: s = 1 is the B12/B11 ratio, s = 0 B12
     alone, and any share in between round-trips."""
-    from client.methane import column_from_b12_drop, column_from_ratio_drop, transmittance
+    from core.physics import column_from_b12_drop, column_from_ratio_drop, transmittance
 
     omega = np.array([0.05, 0.5, 2.0, 8.0])
     ratio_drop = 1 - transmittance(omega, "B12") / transmittance(omega, "B11")
@@ -358,7 +359,7 @@ def pad_plume_scene(pad_b12_gain: float, mask_from: int = 6):
 def test_facilities_are_compact_surfaces_not_roads_or_gas():
     """The pad stands out in the visible/NIR bands and is found with its centre; a one-pixel road
     across the scene is not a facility, and neither is the plume (B12 only)."""
-    from client.plumes import facilities
+    from core.plumes import facilities
 
     result, src = pad_plume_scene(1.0)
     data = result.scene.data.astype(np.float32)
@@ -373,7 +374,7 @@ def test_facilities_are_compact_surfaces_not_roads_or_gas():
 def test_source_at_a_pad_that_hides_the_gas_is_the_pad():
     """A pad whose B12 is brighter than its other bands predict: over it the multi-band signal is
     negative whatever the gas does, so the walk upwind stops at its edge; the source is the pad."""
-    import client.plumes as plumes
+    import core.plumes.sources as plumes
 
     result, src = pad_plume_scene(1.3)
     plume = find_plumes(result)[0]
@@ -390,7 +391,7 @@ def test_source_at_a_pad_that_hides_the_gas_is_the_pad():
 def test_snap_keeps_the_source_without_a_single_facility_upwind():
     """A facility downwind of the source, one too far from it, or a crowd of them (a town) do not
     take the source over; a lone one beside it does."""
-    from client.plumes import facilities, snap_to_facility
+    from core.plumes import facilities, snap_to_facility
 
     def snap(block, source, upwind):
         return snap_to_facility(facilities(block, valid), source, upwind)
@@ -420,10 +421,10 @@ def test_find_plumes_refuses_impossible_wind(wind):
 
 def test_without_wind_the_narrow_end_with_the_stronger_tip_is_the_source():
     """Without a wind direction the source end is the one that scores higher on tip signal, narrowness
-    and a facility nearby (client.plumes.end_score): a plume that widens from 1 to 7 pixels downwind,
+    and a facility nearby (core.plumes.end_score): a plume that widens from 1 to 7 pixels downwind,
     its column falling as it widens (the same mass crosses each section), is traced back to its
     narrow end whichever way it points."""
-    from client.plumes import end_score
+    from core.plumes import end_score
 
     assert end_score(10.0, 1.0, 2.0) > end_score(10.0, 3.0, 2.0)  # narrower
     assert end_score(10.0, 1.0, 2.0) > end_score(10.0, 1.0, 9.0)  # nearer a facility

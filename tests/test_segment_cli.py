@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from client.cli import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, main
-from client.server import free_port
+from methane_seg.cli import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, main
+from serving.tritonserver import free_port
 from training.metrics import SCENE_MIN_PIXELS
 
 pytestmark = pytest.mark.slow
@@ -129,7 +129,7 @@ def test_bad_options_are_usage_errors(contract_scene, tmp_path, capsys, option):
 
 def test_console_script_runs(triton, scenes, tmp_path):
     """The installed `methane-seg` entry point, as a user runs it."""
-    exe = [sys.executable, "-m", "client.cli"]
+    exe = [sys.executable, "-m", "methane_seg"]
     done = subprocess.run(exe + ["segment", str(scenes["strong"]), "--out", str(tmp_path),
                                  "--url", triton.grpc_url, "--protocol", "grpc"],
                           capture_output=True, text=True, timeout=120)

@@ -9,29 +9,24 @@ import urllib.request
 
 import pytest
 
-from client.server import free_port
+from serving.ready import NotReady, wait_for_url
+from serving.tritonserver import free_port
 from tests.conftest import MODEL_REPOSITORY
 
 pytestmark = pytest.mark.slow
 
 
 def wait_for(url, proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited early: {proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return r.status, r.read()
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer")
+    try:
+        return wait_for_url(url, timeout, proc, what="methane-seg serve")
+    except NotReady as exc:
+        raise AssertionError(f"{exc}: {proc.stdout.read() if proc.poll() is not None else ''}") from None
 
 
 def test_serve_starts_both_and_ctrl_c_stops_both(tmp_path):
     ports = {name: free_port() for name in ("web", "http", "grpc", "metrics")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "client.cli", "serve", "--model-repository", str(MODEL_REPOSITORY),
+        [sys.executable, "-m", "methane_seg", "serve", "--model-repository", str(MODEL_REPOSITORY),
          "--port", str(ports["web"]), "--http-port", str(ports["http"]),
          "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -60,7 +55,7 @@ def test_serve_starts_both_and_ctrl_c_stops_both(tmp_path):
 def test_stop_ends_the_python_stubs_of_a_server_that_was_killed():
     """SIGKILL reaches tritonserver only; its Python-backend stubs would poll on for ever. stop() ends
     what is left of the server's process group."""
-    from client.server import TritonServer
+    from serving.tritonserver import TritonServer
 
     server = TritonServer(MODEL_REPOSITORY).start()
     pgid = server.process.pid

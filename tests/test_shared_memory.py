@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from client import shm
-from client.contract import Scene
+from core.contract import Scene
 from client.segmenter import Segmenter, TritonUnavailable
 from tests.conftest import random_scene, utm
 
@@ -120,7 +120,7 @@ def test_setting_is_read_from_the_environment_and_checked(monkeypatch, tmp_path)
     monkeypatch.setenv("TRITON_SHARED_MEMORY", "posix")
     with pytest.raises(ValueError, match="TRITON_SHARED_MEMORY='posix' is not one of auto, system, none"):
         settings_from_env()
-    done = subprocess.run([sys.executable, "-m", "client.cli", "segment", "x.tif", "--out", str(tmp_path / "o")],
+    done = subprocess.run([sys.executable, "-m", "methane_seg", "segment", "x.tif", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "TRITON_SHARED_MEMORY must be auto, system or none" in done.stderr

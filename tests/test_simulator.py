@@ -7,15 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from client.contract import BANDS, read_scene
-from training.plume import (
-    M_CH4,
-    TABLE,
-    label_rule,
-    plume_column,
-    sigma_y,
-    transmittance,
-)
+from core.contract import BANDS, read_scene
+from core.physics import M_CH4, TABLE, label_rule, transmittance
+from training.plume import plume_column, sigma_y
 from training.simulate import simulate_scene, write_sim_scene
 from training.splits import SPLIT_SEEDS, seeds_for, split_of
 from training.surfaces import SURFACE_TYPES

@@ -62,7 +62,7 @@ def test_source_net_starts_with_the_base_plume_output_and_a_low_heat_map():
 
 def test_a_network_is_rebuilt_from_its_onnx_file(tmp_path):
     from export.onnx_export import export_onnx
-    from training.onnx_import import module_path, plumenet_from_onnx
+    from export.onnx_import import module_path, plumenet_from_onnx
 
     assert module_path("/model/net/encoder/layer1/layer1.0/conv1/Conv") == "encoder.layer1.0.conv1"
     assert module_path("/model/net/decoder/blocks.0/conv2/conv2.0/Conv") == "decoder.blocks.0.conv2.0"
@@ -79,14 +79,14 @@ def test_a_network_is_rebuilt_from_its_onnx_file(tmp_path):
 
 @pytest.mark.slow
 def test_train_source_then_export_serves_two_outputs(tmp_path, capsys):
-    """train -> export -> train-source on the exported ONNX -> export: the new graph has `probability`
+    """train -> export -> import-onnx -> train-source on the rebuilt network -> export: the new graph has `probability`
     (the base's, unchanged) and `source`, in the metadata and in all three Triton configurations."""
     import onnxruntime as ort
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    from client.cli import main
-    from client.contract import read_scene
+    from methane_seg.cli import main
+    from core.contract import read_scene
     from export.onnx_export import export_checkpoint
     from training.cli import simulate_main, train_main
 
@@ -99,15 +99,21 @@ def test_train_source_then_export_serves_two_outputs(tmp_path, capsys):
     base_repo = tmp_path / "base_repo"
     export_checkpoint(tmp_path / "base" / "best.pt", base_repo, scenes=scenes, fp16_scenes=2)
     base_onnx = base_repo / "methane_seg" / "1" / "model.onnx"
+    # train-source takes checkpoints: the exported network is rebuilt as one (export/onnx_import.py)
+    base_pt = tmp_path / "base_from_onnx.pt"
+    assert main(["import-onnx", str(base_onnx), "--out", str(base_pt)]) == 0
+    with pytest.raises(SystemExit) as stop:
+        main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(tmp_path / "no")])
+    assert stop.value.code == 2 and "import-onnx" in capsys.readouterr().err
 
     run = tmp_path / "source"
-    assert main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(run), "--epochs", "1",
+    assert main(["train-source", "--base", str(base_pt), "--data", str(data), "--out", str(run), "--epochs", "1",
                  "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64", "--visible-drop", "0"]) == 0
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert {"source_recall", "false_peaks_per_scene", "val_sources"} <= set(history[0])
     # continuing from that run's checkpoint (--init): same base, the branch's weights as the start
     again = tmp_path / "source2"
-    assert main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
+    assert main(["train-source", "--base", str(base_pt), "--data", str(data), "--out", str(again), "--epochs", "1",
                  "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64", "--visible-drop", "0",
                  "--init", str(run / "last.pt")]) == 0
     import torch
@@ -120,12 +126,12 @@ def test_train_source_then_export_serves_two_outputs(tmp_path, capsys):
     other["model"][key] = other["model"][key] + 1.0
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(SystemExit) as stop:
-        main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
+        main(["train-source", "--base", str(base_pt), "--data", str(data), "--out", str(again), "--epochs", "1",
               "--init", str(tmp_path / "other.pt")])
     assert stop.value.code == 2 and "another base network" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as stop:
-        main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(again), "--epochs", "1",
+        main(["train-source", "--base", str(base_pt), "--data", str(data), "--out", str(again), "--epochs", "1",
               "--init", str(tmp_path / "bad.pt")])
     assert stop.value.code == 2
 
@@ -153,7 +159,7 @@ def test_train_source_then_export_serves_two_outputs(tmp_path, capsys):
 
 
 def test_train_source_refuses_a_missing_or_wrong_base(tmp_path, capsys):
-    from client.cli import main
+    from methane_seg.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["train-source", "--base", str(tmp_path / "none.onnx"), "--data", str(tmp_path), "--out", str(tmp_path)])

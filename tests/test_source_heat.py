@@ -1,11 +1,11 @@
-"""Source points from the model's source heat map (client.plumes.heat_peaks / heat_sources, used by
+"""Source points from the model's source heat map (core.plumes.heat_peaks / heat_sources, used by
 find_plumes when a SegmentationResult carries `source`)."""
 
 import numpy as np
 import pytest
 
-from client.plumes import heat_peaks, heat_sources, pick_source
-from client.plumes import _label as plume_labels
+from core.plumes import heat_peaks, heat_sources, pick_source
+from core.plumes import label_pieces as plume_labels
 
 
 def _scene():
@@ -41,7 +41,7 @@ def test_a_plumes_peaks_are_the_peaks_nearest_to_it_highest_first():
 
 
 def test_one_sidedness_is_one_at_a_plumes_end_and_low_in_its_middle():
-    from client.plumes import one_sidedness
+    from core.plumes import one_sidedness
 
     rows, cols = np.nonzero(np.pad(np.ones((3, 30), bool), ((30, 31), (20, 14))))  # rows 30-32, cols 20-49
     assert one_sidedness((31.0, 12.0), rows, cols) > 0.99  # upwind of the plume
@@ -86,7 +86,7 @@ def test_find_plumes_takes_the_source_from_the_heat_map():
     heat = np.zeros(truth.shape, np.float32)
     r, c = int(round(src["row"])), int(round(src["col"]))
     heat[r, c] = 0.9
-    from client.plumes import find_plumes
+    from core.plumes import find_plumes
 
     traced = find_plumes(_result(sim, truth.astype(np.float32), truth, 0.5))
     with_heat = find_plumes(_result(sim, truth.astype(np.float32), truth, 0.5, source=heat))
@@ -98,7 +98,7 @@ def test_find_plumes_takes_the_source_from_the_heat_map():
 
 
 def test_find_plumes_prefers_a_peak_at_the_traced_end_over_a_higher_one_elsewhere():
-    from client.plumes import find_plumes
+    from core.plumes import find_plumes
     from training.simulate import simulate_scene
     from training.sources import _result
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from client.cli import main
+from methane_seg.cli import main
 
 
 def test_sources_report_on_a_few_scenes(tmp_path, capsys):

@@ -3,7 +3,7 @@ plumes, GeoJSON source points against the simulator's true sources, in pixels of
 
 Measured with the committed model on these 40 scenes (30 000 kg/h): 33 plumes found; 91 % of their
 sources within 2 pixels (30 of 33), median 0.49 px, with the source heat map in the client's two
-views (client.plumes.heat_sources, pick_source). With the plume network served before 2026-11-29:
+views (core.plumes.heat_sources, pick_source). With the plume network served before 2026-11-29:
 29 found, 28 within 2 px. These scenes are the block on which the upwind walk was tuned (traced
 from the mask alone: 85 %, 0.62 px); on the 840 held-out scenes of five other blocks the heat map
 gives 94 % against 76 % traced (README, "Plumes, leak sources"; `methane-seg sources` measures
@@ -13,7 +13,7 @@ one more miss fails it): a worse model or a broken source step fails it, and mos
 come from the heat map (measured: all 37 source points, from the 33 scenes with a plume found).
 Each scene has one leak, so every other point is a false one: 30 of the 37 points lie within 2 px
 of the true source (with puffs not joined to their plume and small sourceless pieces kept, 30 of
-52; client.plumes.downwind_joins, sourceless).
+52; core.plumes.downwind_joins, sourceless).
 """
 
 import json
@@ -23,8 +23,8 @@ import pytest
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from client.cli import main
-from client.contract import write_scene
+from methane_seg.cli import main
+from core.contract import write_scene
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ import onnxruntime as ort
 import pytest
 import rasterio
 
-from client.contract import write_scene
+from core.contract import write_scene
 from client.segmenter import Segmenter
-from export.repository import versions
+from core.model_files import versions
 from tests.conftest import MODEL_REPOSITORY, served_onnx
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_tiled_scene_matches_one_full_pass(triton, big_scene, protocol):
     # The source heat map is stitched with the same weights: its peaks are the full pass's.
     heat_diff = np.abs(result.source - direct_heat)
     assert float(heat_diff.mean()) < 0.01, heat_diff.mean()
-    from client.plumes import heat_peaks
+    from core.plumes import heat_peaks
 
     # a tile sees less context than the full pass (its features are fitted on the tile), which moves
     # a peak's height by a few hundredths: the stitched peaks are taken from 0.2 up
@@ -92,7 +92,7 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
     gives the same plumes and sources; in two views (the default) it is their mean."""
     from scipy import ndimage
 
-    from client.plumes import HEAT_TAU, find_plumes, heat_peaks
+    from core.plumes import HEAT_TAU, find_plumes, heat_peaks
     from client.segmenter import SOURCE_MARGIN_PX, SOURCE_VIEWS
 
     path, _ = big_scene
@@ -126,7 +126,7 @@ def test_heat_map_near_plumes_only_is_the_whole_maps_there(triton, big_scene, se
     # 2026-11-30 a peak of 0.35 on a detached piece of the 66-pixel plume, 38 px from its source, is
     # 0.06 in the tile centred on the plumes (that plume's source, on its 0.61 peak, moves 0.06 px).
     # A 6-pixel puff of that plume, 72 px downwind of its source, is joined to it in both
-    # (client.plumes.downwind_joins); not joined, its point was traced in one and read from a peak in
+    # (core.plumes.downwind_joins); not joined, its point was traced in one and read from a peak in
     # the other, 4 px apart, so a speck's point is still let differ.
     labels, _ = ndimage.label(one.mask == 1, np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel())
@@ -164,7 +164,7 @@ def test_a_server_without_the_plume_only_graph_gives_the_same_result(big_scene, 
     requests for the probability alone run the whole graph there."""
     import shutil
 
-    from client.server import TritonServer
+    from serving.tritonserver import TritonServer
 
     repo = tmp_path / "repo"
     shutil.copytree(MODEL_REPOSITORY, repo, ignore=shutil.ignore_patterns("__pycache__", "*_plume.onnx"))
@@ -188,14 +188,14 @@ def test_tiled_scenes_geojson_sources_lie_at_the_true_sources(big_scene, served_
     8000 kg/h plumes): every source point in it lies within 2 pixels of a true source, read back
     from lon/lat to the scene's pixels, and each true source has one (measured: 0.39, 0.50 and
     0.79 px). The mask holds a 6-pixel puff of one plume, 72 px downwind of its source: joined to
-    its plume (client.plumes.downwind_joins; or, not joined, dropped as `sourceless`), it adds no
+    its plume (core.plumes.downwind_joins; or, not joined, dropped as `sourceless`), it adds no
     point of its own."""
     import json
 
     from rasterio.warp import transform as warp_transform
 
-    from client.outputs import write_outputs
-    from client.plumes import find_plumes
+    from core.outputs import write_outputs
+    from core.plumes import find_plumes
 
     path, sim = big_scene
     paths, plumes = write_outputs(served_near, tmp_path, "big")
@@ -222,7 +222,7 @@ def test_every_piece_reports_the_puff_with_its_own_point(triton, big_scene, tmp_
     scene's GeoJSON then holds the puff too, whose point lies far from any true source."""
     import json
 
-    from client.cli import main
+    from methane_seg.cli import main
 
     path, sim = big_scene
     assert main(["segment", str(path), "--out", str(tmp_path), "--url", triton.grpc_url, "--protocol", "grpc",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from client.tiling import Blender, Tile, blend_weights, extract_tile, tile_grid, tile_starts
+from core.tiling import Blender, Tile, blend_weights, extract_tile, tile_grid, tile_starts
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(64, 256, 32), (256, 256, 32), (257, 256, 32), (1000, 256, 32), (5490, 256, 32)])
@@ -56,7 +56,7 @@ def _margin_pixels(mask, margin):
 def test_tiles_around_plumes_cover_their_margin_with_context(shape):
     """Every pixel within the margin of a plume pixel lies in a tile of the list, at least `context`
     pixels from that tile's edges unless the scene's border is closer; far from plumes, no tiles."""
-    from client.tiling import tiles_around
+    from core.tiling import tiles_around
 
     rng = np.random.default_rng(1)
     mask = np.zeros(shape, bool)
@@ -86,7 +86,7 @@ def test_tiles_around_plumes_cover_their_margin_with_context(shape):
 
 
 def test_tiles_around_nothing_is_no_tiles():
-    from client.tiling import tiles_around
+    from core.tiling import tiles_around
 
     assert tiles_around(np.zeros((300, 300), bool), 256, 32, 32) == []
     with pytest.raises(ValueError, match="context"):
@@ -97,7 +97,7 @@ def test_tiles_around_nothing_is_no_tiles():
 def test_views_average_back_to_the_tile(n):
     """A view's prediction turned back (mean_of_views) lines up with the tile: a map that follows its
     input exactly comes back unchanged from any number of views."""
-    from client.tiling import mean_of_views, views
+    from core.tiling import mean_of_views, views
 
     block = np.random.default_rng(2).random((6, 64, 64)).astype(np.float32)
     vs = views(block, n)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.contract import read_scene
+from core.contract import read_scene
 from export.onnx_export import check_parity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_failed_export_leaves_the_repository_as_it_was(tmp_path, monkeypatch):
 
 
 def test_tensorrt_without_gpu_is_a_clear_message(tmp_path, capsys):
-    from client.cli import main
+    from methane_seg.cli import main
     from export.tensorrt_plan import tensorrt_available
 
     if tensorrt_available() is None:

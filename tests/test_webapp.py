@@ -103,7 +103,7 @@ def test_upload_over_the_limit_is_413(triton, contract_scene, tmp_path):
 
 
 def test_server_down_is_503(contract_scene, tmp_path):
-    from client.server import free_port
+    from serving.tritonserver import free_port
 
     app = create_app({"TRITON_URL": f"127.0.0.1:{free_port()}", "DATA_DIR": str(tmp_path / "var"),
                       "DATABASE_URL": None})

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from client.contract import BANDS, ContractError, Scene, read_scene
+from core.contract import BANDS, ContractError, Scene, read_scene
 
 WINDOW = 31  # pixels (620 m): wider than most plumes, narrower than surface patterns
 Z_CENTRE = 6.0  # z-score that maps to probability 0.5 (chosen on 60 validation scenes)
@@ -51,7 +51,7 @@ def ratio_zscore(scene: Scene, window: int = WINDOW) -> np.ndarray:
 def segment_baseline(scene: Scene, z_centre: float = Z_CENTRE, min_pixels: int = MIN_PIXELS):
     from scipy import ndimage
 
-    from client.segmenter import SegmentationResult
+    from core.segmentation import SegmentationResult
 
     z = ratio_zscore(scene)
     prob = (1.0 / (1.0 + np.exp(-np.clip((z - z_centre) / Z_SCALE, -50, 50)))).astype(np.float32)
@@ -67,7 +67,7 @@ def segment_baseline(scene: Scene, z_centre: float = Z_CENTRE, min_pixels: int =
 
 
 def baseline_main(argv: list[str]) -> int:
-    from client.outputs import write_outputs
+    from core.outputs import write_outputs
 
     p = argparse.ArgumentParser(prog="methane-seg baseline", description=__doc__.split("\n\n")[0])
     p.add_argument("scenes", nargs="+", metavar="SCENE")

@@ -26,7 +26,7 @@ DROPS = (0.01, 0.02, 0.03, 0.05)
 
 def scene_drops(meta: dict) -> tuple[np.ndarray, np.ndarray]:
     """(labelled mask, B12/B11 ratio drop) of a simulated scene, from its sidecar."""
-    from training.plume import transmittance
+    from core.physics import transmittance
     from training.simulate import simulate_scene
 
     sim = simulate_scene(int(meta["seed"]), size=int(meta["size"]))

@@ -1,4 +1,4 @@
-"""`methane-seg simulate` and `methane-seg train` (dispatched from client.cli)."""
+"""`methane-seg simulate` and `methane-seg train` (dispatched from methane_seg.cli)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@
 Each configuration is trained with the same data, crops, steps and seed (`methane-seg train` in a
 subprocess), then scored on the same validation scenes against the product's labels (the 0.5 % B12
 rule) and against the visible part of the plumes (B12/B11 drop >= 2 %, what the served model is
-trained on), and timed in onnxruntime (FP32, 2 threads, batches of 256-pixel tiles). Writes
-OUT/results.json, docs/model_comparison.md and docs/model_comparison.png.
+trained on). Writes OUT/results.json; `python perf/bench_variants.py --runs OUT` then measures each
+configuration's CPU cost and writes docs/model_comparison.md and its PNG.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,70 +82,10 @@ def score(prob: np.ndarray, truth: np.ndarray) -> dict:
             "scene_fpr": sc["free_scene_fp_rate"], "seed_ap": float(np.nanmean(aps)) if aps else float("nan")}
 
 
-def speed(models: dict, rounds: int = 5, batch: int = 4) -> dict:
-    """onnxruntime FP32 (2 threads) on batches of 256-pixel tiles: {name: (ms per tile, ONNX MB)}.
-
-    The models run interleaved, round after round, and each keeps its fastest round: a shared
-    machine's slow minutes then hit every model alike instead of whichever ran during them."""
-    import onnxruntime as ort
-
-    from export.onnx_export import export_onnx
-
-    x = np.random.default_rng(0).integers(500, 4000, (batch, 6, TILE, TILE)).astype(np.uint16)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    sessions, sizes = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, model in models.items():
-            path = export_onnx(model, Path(tmp) / f"{name}.onnx")
-            sizes[name] = path.stat().st_size / 1e6
-            sessions[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            sessions[name].run(None, {"reflectance": x})
-    best = {name: float("inf") for name in models}
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            t0 = time.perf_counter()
-            sess.run(None, {"reflectance": x})
-            best[name] = min(best[name], (time.perf_counter() - t0) * 1000 / batch)
-    return {name: (best[name], sizes[name]) for name in models}
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in results.items():
-        ax.scatter(r["ms_per_tile"], r["visible"]["seed_ap"], s=40)
-        ax.annotate(name, (r["ms_per_tile"], r["visible"]["seed_ap"]), fontsize=8,
-                    xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("onnxruntime CPU ms per 256² tile (2 threads)")
-    ax.set_ylabel("validation seed AP, visible plume pixels")
-    ax.set_title("Model comparison: quality against CPU cost")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def table(results: dict, a) -> str:
-    rows = ["| config | what changes | ONNX MB | CPU ms/tile | train min | product labels: IoU / seed AP / "
-            "scene FPR | visible pixels: IoU / seed AP |",
-            "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        p, v = r["product"], r["visible"]
-        rows.append(f"| {name} | {r['what']} | {r['onnx_mb']:.1f} | {r['ms_per_tile']:.1f} | "
-                    f"{r['train_minutes']:.1f} | {p['iou']:.3f} / {p['seed_ap']:.3f} / {100 * p['scene_fpr']:.0f} % | "
-                    f"{v['iou']:.3f} / {v['seed_ap']:.3f} |")
-    head = (f"Each configuration: {a.steps} steps of {a.batch_size} crops of 128 pixels from {a.max_train} "
-            f"training scenes (seed {a.seed}, targets: plume pixels with a B12/B11 drop of at least "
-            f"{100 * VISIBLE_DROP:.0f} %), scored on {a.max_val} validation scenes. Thresholds are chosen per "
-            "model by the product's rule (best pixel IoU with at most 5 % of plume-free scenes flagged). "
-            "CPU time: onnxruntime FP32, 2 threads, batches of 4 tiles of 256 pixels, the models interleaved "
-            "over 5 rounds on the same 2 cores, fastest round each.")
-    return head + "\n\n" + "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", default=None, help="configuration names (default: all)")
     p.add_argument("--retrain", action="store_true", help="train again even where a checkpoint exists")
-    p.add_argument("--docs", default=str(ROOT / "docs"), help="where the table and plot go ('': nowhere)")
     a = p.parse_args(argv)
     names = a.only or list(CONFIGS)
     unknown = sorted(set(names) - set(CONFIGS))
@@ -178,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     vis = visible_labels(a.data / "val", a.max_val, VISIBLE_DROP)
     results_path = a.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.pop("_settings", None)
     for name in tqdm(names, desc="configurations"):
         what, flags = CONFIGS[name]
         minutes = train(name, flags, a)
@@ -189,14 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         a.out.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=1))
     ordered = {n: results[n] for n in CONFIGS if n in results}
-    models = {n: load_checkpoint(a.out / n / "last.pt")[0] for n in ordered}
-    for name, (ms, mb) in speed(models).items():
-        ordered[name].update(ms_per_tile=ms, onnx_mb=mb)
-    results_path.write_text(json.dumps({**results, **ordered}, indent=1))
-    if a.docs:
-        (Path(a.docs) / "model_comparison.md").write_text("# Model comparison\n\n" + table(ordered, a))
-        plot(ordered, Path(a.docs) / "model_comparison.png")
-    print(table(ordered, a))
+    settings = {"steps": a.steps, "batch_size": a.batch_size, "max_train": a.max_train, "max_val": a.max_val,
+                "seed": a.seed, "visible_drop": VISIBLE_DROP}
+    results_path.write_text(json.dumps({"_settings": settings, **ordered}, indent=1))
+    print(f"scored {len(ordered)} configurations into {results_path}; their CPU cost and the table: "
+          f"python perf/bench_variants.py --runs {a.out}")
     return 0
 
 

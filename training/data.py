@@ -15,7 +15,7 @@ def load_scenes(folder, limit: int | None = None):
     """(N, 6, H, W) uint16 in BANDS order and (N, H, W) uint8 masks (scenes must share one size)."""
     import rasterio
 
-    from client.contract import read_scene
+    from core.contract import read_scene
 
     paths = list_scenes(folder)[:limit]
     if not paths:
@@ -106,7 +106,7 @@ def _visible_one(job) -> np.ndarray:
     """One scene's visible plume pixels (see `visible_labels`), re-simulated from its JSON sidecar."""
     import json
 
-    from training.plume import transmittance
+    from core.physics import transmittance
     from training.simulate import simulate_scene
 
     path, min_ratio_drop = job

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from client.outputs import stretch
-from client.contract import BANDS
+from core.outputs import stretch
+from core.contract import BANDS
 
 
 def swir_composite(data: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from client.contract import BANDS
+from core.contract import BANDS
 
 I11, I12 = BANDS.index("B11"), BANDS.index("B12")
 I4, I8 = BANDS.index("B4"), BANDS.index("B8")
@@ -93,7 +93,7 @@ def regression_drop(x: torch.Tensor) -> torch.Tensor:
     """(N, 6, H, W) reflectance -> (N, 1, H, W) relative drop of B12 below B12 predicted from B2, B3,
     B4, B8 and B11 by a linear fit over each image (Huber-reweighted, nodata left out), clipped to
     +-ANOMALY_CLIP. The surface's own spectrum is predicted, so soils, vegetation and pads that
-    change B12/B11 drop out; methane does not. The same signal as client/plumes.py's
+    change B12/B11 drop out; methane does not. The same signal as core/plumes/'s
     `regression_signal`, here in plain tensor ops (a 6 x 6 Gauss-Jordan solve) so that it exports
     to ONNX."""
     n, _, h, w = x.shape
@@ -179,12 +179,20 @@ class ProbabilityModel(nn.Module):
         return p[:, :1], p[:, 1:]
 
 
+# ONNX node names of the U-Net (the exporter traces `Exported(PlumeNet).model.net`): everything else
+# in the graph is the feature extraction and the sigmoid. INT8 quantisation and the rebuild from ONNX
+# (export/) select the network's nodes by this prefix.
+NET_PREFIX = "/model/net/"
+
+
 def load_checkpoint(path, map_location="cpu") -> tuple[PlumeNet, dict]:
     """A plume network (`methane-seg train`) or a plume + source network (`methane-seg
     train-source`, its checkpoint has "source") and the checkpoint's dict."""
     ck = torch.load(path, map_location=map_location, weights_only=False)
     cls = SourcePlumeNet if "source" in ck else PlumeNet
     m = cls(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES))
+    if ck.get("batchnorm_folded"):  # rebuilt from an ONNX file (export/onnx_import.py)
+        add_conv_biases(m.net)
     m.load_state_dict(ck["model"])
     m.eval()
     return m, ck
@@ -194,7 +202,7 @@ def fuse_batchnorm(net: nn.Module) -> nn.Module:
     """Fold every BatchNorm2d into the Conv2d before it (eval statistics), in place: the BN becomes
     an Identity and the conv gets a bias. The network then computes the same function in train and
     eval mode, which a frozen base under a trained source branch needs (and it is what an ONNX
-    export holds: `training.onnx_import` rebuilds a network in this form)."""
+    export holds: export/onnx_import.py rebuilds a network in this form)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for conv_name, conv, bn_name, bn in _conv_bn_pairs(net):

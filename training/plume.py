@@ -1,44 +1,19 @@
-"""Methane plumes: Gaussian-plume dispersion, band transmittance, the labelling rule.
+"""Methane plumes for the simulator: Gaussian-plume dispersion with turbulence.
 
 Units: column enhancement dOmega in mol/m2, source rate Q in kg/h at the API
 (kg/s inside the formula), wind speed in m/s, distances in metres.
-Figures and formulas: /work/shared/PHYSICS.md (docs/simulator.md summarises).
+Band transmittance and the labelling rule live in core/physics.py (docs/simulator.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# The band transmittance fit, M(CH4) and the reference air-mass factor are defined once, in
-# client/methane.py, where the serving side's retrieval inverts them:
-# T(w) = (1 + b*w)^(-a), w = dOmega * AMF / 2 (mol/m2), least-squares fit (relative error) through
-# the Orbio / Project Eucalyptus table below; it reproduces all six points within 2 % relative.
-from client.methane import AMF_REF, M_CH4, TRANSMITTANCE_FIT, transmittance  # noqa: F401 (re-exported)
+from core.physics import M_CH4
 from training.noise import smooth_field
-
-TABLE = {  # dOmega -> fractional change, AMF 2
-    "B12": {0.1: -0.0064, 1.0: -0.056, 10.0: -0.28},
-    "B11": {0.1: -0.0010, 1.0: -0.0089, 10.0: -0.055},
-}
-
-# THE labelling rule (the product's definition of a plume pixel).
-LABEL_MIN_B12_DROP = 0.005  # methane lowers B12 reflectance by >= 0.5 %
-LABEL_MAX_CLOUD_OPACITY = 0.5  # ... and no opaque cloud covers the pixel
 
 # Briggs (1973) rural sigma_y = c * x * (1 + 1e-4 x)^-1/2
 BRIGGS_SIGMA_Y = {"A": 0.22, "B": 0.16, "C": 0.11, "D": 0.08, "E": 0.06, "F": 0.04}
-
-
-def label_rule(b12_drop, cloud_opacity=None) -> np.ndarray:
-    """Plume pixel <=> methane lowers B12 by >= 0.5 % and no opaque cloud covers it.
-
-    b12_drop: fractional decrease of the pixel's B12 reflectance caused by
-    methane (1 - B12_with / B12_without), noise-free. cloud_opacity: 0..1 or None.
-    """
-    lab = np.asarray(b12_drop) >= LABEL_MIN_B12_DROP
-    if cloud_opacity is not None:
-        lab &= np.asarray(cloud_opacity) < LABEL_MAX_CLOUD_OPACITY
-    return lab.astype(np.uint8)
 
 
 def sigma_y(x_m, stability: str = "D"):

@@ -126,7 +126,7 @@ def plot_surfaces(reports: dict, path: Path) -> None:
 
 def plot_gallery(truth_dir: Path, preds: dict, picks: list[tuple[str, str]], path: Path) -> None:
     """One row per picked scene: SWIR composite with the true outline, then each predictor's mask."""
-    from client.contract import read_scene
+    from core.contract import read_scene
     from training.gallery import swir_composite
 
     plt = _plt()

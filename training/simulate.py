@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from client.contract import BANDS, write_scene
+from core.contract import BANDS, write_scene
 from training import atmosphere as atm
 from training.geo import PIXEL_M, georef, pixel_to_lonlat
-from training.plume import label_rule, plume_column, transmittance
+from core.physics import label_rule, transmittance
+from training.plume import plume_column
 from training.splits import split_of
 from training.surfaces import SURFACE_TYPES, make_surface
 

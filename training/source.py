@@ -1,17 +1,17 @@
 """Train a source heat-map branch onto a trained plume network.
 
-    methane-seg train-source --base model_repository/methane_seg/1/model.onnx --data DIR --out DIR
+    methane-seg train-source --base runs/model/best.pt --data DIR --out DIR
                              [--sigma 1.5 --epochs 24 --steps-per-epoch 325 --batch-size 16 --lr 2e-3]
 
---base is a `methane-seg train` checkpoint (.pt) or an exported ONNX file with its metadata.json
-(`training.onnx_import`). The plume network is frozen (BatchNorm folded), so the plume output
+--base is a `methane-seg train` checkpoint (.pt), or one that `methane-seg import-onnx` rebuilt from
+an exported model.onnx and its metadata.json (export/onnx_import.py). The plume network is frozen (BatchNorm folded), so the plume output
 stays exactly what it was; a second U-Net decoder on its encoder features, started as a copy of
 the plume decoder, and a small head on that decoder's output and the plume logit learn a heat map
 whose peaks are the plumes' sources (CenterNet's recipe: Gaussian targets of --sigma px around
 each source, penalty-reduced focal loss). A source gets a target only when its plume's head (the
 visible plume pixels within HEAD_RADIUS_PX) is there to see. Crops: a share near the sources
 (--source-frac), a share near plume pixels, the rest anywhere. After each epoch the validation
-scenes are scored by the client's own decoding (`client.plumes.heat_peaks`): the share of true
+scenes are scored by the client's own decoding (`core.plumes.heat_peaks`): the share of true
 sources with a peak within 2 px (recall) and the peaks per scene that are not near one.
 Checkpoints: OUT/last.pt, OUT/best.pt (best recall), loadable by `training.model.load_checkpoint`
 and `methane-seg export`. `--init OUT/last.pt` continues a run (on the same base) with a fresh
@@ -72,12 +72,8 @@ def heat_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def load_base(path: Path) -> tuple[PlumeNet, dict]:
     """The plume network and what the exporter needs of its checkpoint (threshold, metrics...)."""
     if path.suffix == ".onnx":
-        from training.onnx_import import plumenet_from_onnx
-
-        net, meta = plumenet_from_onnx(path)
-        ck = {"threshold": meta["threshold"], "val_metrics": meta.get("val_metrics", {}),
-              "trained_scenes": meta.get("trained_scenes", 0), "epoch": int(meta.get("epochs", 1)) - 1}
-        return net, ck
+        raise ValueError("an ONNX file is not a checkpoint: rebuild one from it first with "
+                         f"`methane-seg import-onnx {path} --out BASE.pt`")
     net, ck = load_checkpoint(path)
     if isinstance(net, SourcePlumeNet):
         raise ValueError(f"{path} already has a source branch")
@@ -86,7 +82,7 @@ def load_base(path: Path) -> tuple[PlumeNet, dict]:
 
 def validate(model: SourcePlumeNet, x: np.ndarray, heat: np.ndarray, tau: float, device=None, batch: int = 8) -> dict:
     """Recall of the target sources (a heat peak within MATCH_PX) and peaks per scene not near one."""
-    from client.plumes import heat_peaks
+    from core.plumes import heat_peaks
 
     model.eval()
     found = total = false = 0
@@ -109,11 +105,11 @@ def validate(model: SourcePlumeNet, x: np.ndarray, heat: np.ndarray, tau: float,
 
 
 def main(argv: list[str]) -> int:
-    from client.plumes import HEAT_TAU
+    from core.plumes import HEAT_TAU
 
     p = argparse.ArgumentParser(prog="methane-seg train-source",
                                 description="train a source heat-map branch onto a trained plume network")
-    p.add_argument("--base", required=True, type=Path, help="plume network: checkpoint (.pt) or exported model.onnx")
+    p.add_argument("--base", required=True, type=Path, help="plume network: a checkpoint (.pt) of `train` or of `import-onnx`")
     p.add_argument("--data", required=True, type=Path, help="folder with train/ and val/ scenes")
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder")
     p.add_argument("--sigma", type=float, default=SIGMA_PX, help="px: the Gaussian target around each source")

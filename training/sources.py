@@ -6,7 +6,7 @@ Simulates N scenes of 256 x 256 pixels, each with one source of Q kg/h and no cl
 with the graph and threshold that the model repository serves on CPU (metadata.json's
 cpu_onnx_file, run in process: one tile per scene, as Triton runs it; the heat map averaged over
 --views views of the tile, as the client asks for it); traces the plumes with
-client.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
+core.plumes.find_plumes, as `methane-seg segment` does; and measures, for each scene where a plume
 is found, the distance in pixels from the true source to the nearest source point (with the model's
 source heat map where it has one; and with its highest peak alone), and how many of all the source
 points lie within 2 px of it (each scene has one leak: every other point is a false one). The same is done tracing the
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from client import plumes as plume_records
-from client.contract import Scene, scene_profile
-from client.segmenter import SOURCE_VIEWS, SegmentationResult
-from client.tiling import VIEW_COUNTS, mean_of_views, views
+from core import plumes as plume_records
+from core.contract import Scene, scene_profile
+from core.segmentation import SegmentationResult
+from core.tiling import SOURCE_VIEWS, VIEW_COUNTS, mean_of_views, views
 
 WITHIN_PX = 2.0  # issue #6: a source point within 2 pixels of the true source
 VARIANTS = {
@@ -48,16 +48,12 @@ def served_model(model_dir: Path):
     """(onnxruntime session, threshold) of the graph the repository serves on CPU."""
     import onnxruntime as ort
 
-    meta_path = model_dir / "metadata.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"no metadata.json in {model_dir} (the exporter writes it beside the model)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except ValueError as exc:
-        raise FileNotFoundError(f"{meta_path} is not the exporter's JSON ({exc})") from None
-    onnx_path = model_dir / meta.get("cpu_onnx_file", "model.onnx")
+    from core.model_files import read_metadata, served_onnx_name
+
+    meta = read_metadata(model_dir)
+    onnx_path = model_dir / served_onnx_name(meta)
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"{meta_path} names {onnx_path.name}, which is not in {model_dir}")
+        raise FileNotFoundError(f"{model_dir / 'metadata.json'} names {onnx_path.name}, which is not in {model_dir}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])

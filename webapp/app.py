@@ -1,7 +1,7 @@
 """The methane-seg web app: upload page, history, JSON API, health, readiness and metrics.
 
 The app reaches Triton only through `client.segmenter.Segmenter`; the input
-contract is checked by `client.contract`. Uploads are saved under generated
+contract is checked by `core.contract`. Uploads are saved under generated
 names, results (files + database rows) under DATA_DIR. Configuration comes
 from the environment (see webapp/config.py and docs/webapp.md); `create_app`
 takes overrides.

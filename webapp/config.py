@@ -6,7 +6,6 @@
   TRITON_TIMEOUT      60 (seconds per request)
   TRITON_SHARED_MEMORY auto | system | none (auto): tiles through system shared memory when
                       Triton runs on this host (client/shm.py), else over the socket
-  TRITON_METRICS_URL  Triton's Prometheus endpoint; when set, /metrics appends it (unset)
   MAX_UPLOAD_MB       512
   DATA_DIR            ./var: the SQLite database and the results' files live here
   DATABASE_URL        sqlite:///$DATA_DIR/methane-seg.db; e.g. postgresql+psycopg://user@host/db
@@ -50,7 +49,6 @@ def settings_from_env() -> dict:
         "TRITON_MODEL": env("TRITON_MODEL", "methane_seg"),
         "TRITON_TIMEOUT": float(env("TRITON_TIMEOUT") or "60"),
         "TRITON_SHARED_MEMORY": _choice("TRITON_SHARED_MEMORY", MODES),
-        "TRITON_METRICS_URL": env("TRITON_METRICS_URL") or None,
         "MAX_CONTENT_LENGTH": int(float(env("MAX_UPLOAD_MB") or "512") * 1024 * 1024),
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": env("DATABASE_URL") or None,  # None: SQLite file under DATA_DIR

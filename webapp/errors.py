@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from client.contract import ContractError, NotGeoTIFF
+from core.contract import ContractError, NotGeoTIFF
 from client.segmenter import InferenceFailed, TritonUnavailable
 
 

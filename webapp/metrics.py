@@ -10,14 +10,14 @@
   methane_seg_results_total{outcome}                                   counter (computed | cached)
 
 `endpoint` is the route's rule (e.g. /api/v1/results/<result_id>), never the raw
-path, so ids do not multiply the series. Triton's own metrics (nv_inference_*)
-stay on Triton's metrics port; with TRITON_METRICS_URL set they are appended.
+path, so ids do not multiply the series. Triton's own metrics (nv_inference_*) stay on Triton's
+metrics port (8002), which Prometheus scrapes itself (deploy/prometheus.yml): this endpoint never
+repeats them, so every inference is counted once.
 """
 
 from __future__ import annotations
 
 import time
-import urllib.request
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -65,13 +65,5 @@ class Metrics:
 
         @app.get("/metrics")
         def metrics():
-            body = generate_latest(self.registry)
-            url = app.config.get("TRITON_METRICS_URL")
-            if url:
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as r:
-                        body += b"\n# Triton's own metrics, from " + url.encode() + b"\n" + r.read()
-                except OSError as exc:
-                    body += f"\n# Triton's metrics at {url} are unavailable: {exc}\n".encode()
-            return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+            return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

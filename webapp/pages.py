@@ -6,7 +6,7 @@ import base64
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from client.contract import BANDS
+from core.contract import BANDS
 from webapp.errors import UploadError
 
 bp = Blueprint("pages", __name__)

@@ -52,27 +52,8 @@ class Upload:
         return Path(self.name).stem or "upload"
 
 
-class ProgressSegmenter(Segmenter):
-    """A Segmenter that reports each batch of tiles it has had answered for the plume probability
-    (for job progress: the scene's tile grid; the few tiles centred on plumes for the source heat map
-    are not counted)."""
-
-    def __init__(self, base: Segmenter, on_tiles: Callable[[int], None]):
-        super().__init__(base.url, base.protocol, model_name=base.model_name, model_version=base.model_version,
-                         batch_size=base.batch_size, concurrency=base.concurrency, overlap=base.overlap,
-                         timeout=base.timeout, retries=base.retries, shared_memory=base.shared_memory,
-                         source_margin=base.source_margin, source_views=base.source_views)
-        self.on_tiles = on_tiles
-
-    def infer_tiles(self, tiles: np.ndarray, outputs: list[str] | None = None) -> np.ndarray:
-        probs = super().infer_tiles(tiles, outputs)
-        if outputs is None or self.model_info()["outputs"][0] in outputs:
-            self.on_tiles(len(tiles))
-        return probs
-
-
 def expected_tiles(segmenter: Segmenter, height: int, width: int) -> int:
-    from client.tiling import tile_grid
+    from core.tiling import tile_grid
 
     tile = segmenter.model_info()["tile"]
     return len(tile_grid(height, width, tile, min(segmenter.overlap, tile // 4)))
@@ -98,20 +79,22 @@ def _footprint(scene) -> dict | None:
 
 
 def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
-        stage: Callable[[str], None] | None = None) -> tuple[Result, object]:
+        stage: Callable[[str], None] | None = None,
+        on_tiles: Callable[[int], None] | None = None) -> tuple[Result, object]:
     """Segment `upload`, write its files and commit the result. Returns (stored result, segmentation).
+    stage(name) is told each step; on_tiles(n) each batch of grid tiles segmented (job progress).
 
     Raises the segmenter's errors (ContractError, TritonUnavailable, InferenceFailed).
     """
-    from client.outputs import overlay_png, write_geojson, write_mask, write_probability
-    from client.plumes import find_plumes
+    from core.outputs import overlay_png, write_geojson, write_mask, write_probability
+    from core.plumes import find_plumes
     from PIL import Image
 
     stage = stage or (lambda name: None)
     timings = {"upload_s": round(upload.seconds, 4)}
     t0 = time.perf_counter()
     stage("segmenting")
-    seg = segmenter.segment(upload.path)
+    seg = segmenter.segment(upload.path, on_tiles=on_tiles)
     seg.scene.name = upload.stem
     t1 = time.perf_counter()
     timings["inference_s"] = round(t1 - t0, 4)

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 
-from client.server import ServerError, TritonServer
+from serving.tritonserver import ServerError, TritonServer
 
 
 def parse_args(argv):
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         server.cleanup()
         return 3
     try:
-        app = create_app({"TRITON_URL": server.http_url, "TRITON_PROTOCOL": "http",
-                          "TRITON_METRICS_URL": os.environ.get("TRITON_METRICS_URL") or server.metrics_url})
+        app = create_app({"TRITON_URL": server.http_url, "TRITON_PROTOCOL": "http"})
         print(f"Triton ready. Upload page: http://{args.host}:{args.port}/  (Ctrl-C stops both)", flush=True)
         serve(app, host=args.host, port=args.port, threads=args.threads, _quiet=True)
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flask import Request
 
-from client.contract import ContractError, open_scene
+from core.contract import ContractError, open_scene
 from client.segmenter import Segmenter
 from webapp import pipeline
 from webapp.errors import UploadError, user_error
@@ -119,9 +119,9 @@ class Service:
         def stage(name):
             job.stage = name
 
-        segmenter = pipeline.ProgressSegmenter(self.segmenter, on_tiles)
         try:
-            result, _ = pipeline.run(segmenter, upload, self.store, self.config["PREVIEW_SIZE"], stage=stage)
+            result, _ = pipeline.run(self.segmenter, upload, self.store, self.config["PREVIEW_SIZE"], stage=stage,
+                                     on_tiles=on_tiles)
         except Exception as exc:
             raise self._error(exc, upload) from None
         self._observe(result, "job")

@@ -3,14 +3,14 @@
 docs/methods.md, "A source heat map from the network", reports what this gave. Run from the
 repository root with the training extra installed:
 
-    python -m training.trials.source_heat train DATA OUT [SIGMA SEED HEAD_FRAC PLUME_WEIGHT EPOCHS]
-    python -m training.trials.source_heat score OUT/last.pt MASKS.npy SEED0 N
+    python -m experiments.source_heat train DATA OUT [SIGMA SEED HEAD_FRAC PLUME_WEIGHT EPOCHS]
+    python -m experiments.source_heat score OUT/last.pt MASKS.npy SEED0 N
 
 DATA holds train/ and val/ from `methane-seg simulate` (as `make model` writes them); MASKS.npy
 holds the served model's masks (np.packbits of prob >= threshold, one row per scene) of the N
 scenes from SEED0 (256 px, one source of 30 t/h, no clouds). The product's version is a source branch trained
 onto the frozen served network (training/source.py, `methane-seg train-source`); the decoding here
-is the product's (client.plumes.heat_sources, through find_plumes), which groups mask pieces within
+is the product's (core.plumes.heat_sources, through find_plumes), which groups mask pieces within
 GAP_PX into one plume where this trial first took 8-connected components.
 """
 import json
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import client.plumes as P
+import core.plumes as P
 from training.data import CropSampler, load_scenes, visible_labels
 from training.model import FEATURE_SETS, PlumeNet, build_net
 from training.simulate import simulate_scene
@@ -116,4 +116,4 @@ if __name__ == "__main__":
     elif cmd == "score":
         score(Path(args[0]), Path(args[1]), int(args[2]), int(args[3]))
     else:
-        sys.exit("usage: python -m training.trials.source_heat train|score ...")
+        sys.exit("usage: python -m experiments.source_heat train|score ...")

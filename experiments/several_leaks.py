@@ -1,12 +1,12 @@
 """Trial record (not product code): plume records on scenes with several leaks.
 
 docs/methods.md, "One plume, one source point", reports what this gave. It checks that joining a
-plume's downwind puffs to it (client.plumes.downwind_joins) and dropping small pieces without a
-source (client.plumes.sourceless) keep separate leaks apart and keep them located. Run from the
+plume's downwind puffs to it (core.plumes.downwind_joins) and dropping small pieces without a
+source (core.plumes.sourceless) keep separate leaks apart and keep them located. Run from the
 repository root with the training extra installed:
 
-    python -m training.trials.several_leaks [SEED0 N SIZE SOURCES Q_KG_H]   # default 3990000 150 512 3 30000
-    python -m training.trials.several_leaks 3980000 400 256 0                # plume-free scenes
+    python -m experiments.several_leaks [SEED0 N SIZE SOURCES Q_KG_H]   # default 3990000 150 512 3 30000
+    python -m experiments.several_leaks 3980000 400 256 0                # plume-free scenes
 
 Each scene (no clouds) is segmented in one pass of the graph that the repository serves on CPU,
 its heat map averaged over two views as the client asks for it; leaks at one pad count as one
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client.plumes import find_plumes
-from client.segmenter import SOURCE_VIEWS
-from client.tiling import mean_of_views, views
+from core.plumes import find_plumes
+from core.tiling import SOURCE_VIEWS
+from core.tiling import mean_of_views, views
 from training.simulate import simulate_scene
 from training.sources import WITHIN_PX, _result, served_model
 

@@ -5,19 +5,23 @@ its module (`/model/net/encoder/layer1/layer1.0/conv1/Conv`), so the weights map
 onto `training.model.PlumeNet` with its BatchNorms replaced by conv biases (`add_conv_biases`).
 This is how a source branch is trained onto the served plume network when only its ONNX file
 (and metadata.json) is at hand: the plume output stays what is served, to the export's parity.
+
+    methane-seg import-onnx model_repository/methane_seg/1/model.onnx --out runs/base.pt
+    methane-seg train-source --base runs/base.pt ...
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.onnx_export import NET_PREFIX  # the exporter's names of the U-Net's nodes
-from training.model import DEFAULT_FEATURES, PlumeNet, add_conv_biases
+from training.model import DEFAULT_FEATURES, NET_PREFIX, PlumeNet, add_conv_biases
 
 
 def arch_from_metadata(meta: dict) -> dict:
@@ -70,3 +74,32 @@ def plumenet_from_onnx(onnx_path, metadata: dict | None = None) -> tuple[PlumeNe
     if missing := sorted(used - loaded):
         raise ValueError(f"the ONNX file has no weights for {missing}")
     return net.eval(), meta
+
+
+def checkpoint_from_onnx(onnx_path, out_path, metadata: dict | None = None) -> dict:
+    """Write the network of `onnx_path` as a checkpoint that training.model.load_checkpoint reads
+    (BatchNorms folded: "batchnorm_folded"), with the threshold and metrics of its metadata."""
+    net, meta = plumenet_from_onnx(onnx_path, metadata)
+    ck = {"model": net.state_dict(), "arch": net.arch, "features": net.feature_set,
+          "norm_mean": net.mean.flatten().tolist(), "norm_std": net.std.flatten().tolist(),
+          "batchnorm_folded": True, "threshold": meta["threshold"], "val_metrics": meta.get("val_metrics", {}),
+          "trained_scenes": meta.get("trained_scenes", 0), "epoch": int(meta.get("epochs", 1)) - 1,
+          "imported_from": str(onnx_path)}
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ck, out_path)
+    return ck
+
+
+def import_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="methane-seg import-onnx",
+                                description="rebuild a PyTorch checkpoint from an exported plume network's ONNX file")
+    p.add_argument("onnx", type=Path, help="model.onnx written by `methane-seg export`, metadata.json beside it")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint (.pt) to write")
+    a = p.parse_args(argv)
+    try:
+        ck = checkpoint_from_onnx(a.onnx, a.out)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"methane-seg: error: cannot rebuild a network from {a.onnx}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {a.out} ({ck['arch']['arch']}, {ck['arch']['encoder_name']}, threshold {ck['threshold']:.2f})")
+    return 0

@@ -154,6 +154,12 @@ VIEW_FLIPS = ((), (-2, -1), (-2,), (-1,))
 VIEW_COUNTS = (1, 2, 4)
 
 
+# Views of each heat-map tile whose maps are averaged (1; 2: and the tile turned 180 degrees; 4: and
+# flipped by rows and by columns). Two put more sources within 2 px than one at a small cost; four
+# add little more at twice the cost (docs/methods.md, perf/RESULTS.md).
+SOURCE_VIEWS = 2
+
+
 def views(block: np.ndarray, n: int) -> list[np.ndarray]:
     """The first n views of a (C, T, T) block (VIEW_FLIPS)."""
     if n not in VIEW_COUNTS:

@@ -137,7 +137,7 @@ def overlay_png(result, preview: str = "rgb", max_size: int = PREVIEW_MAX) -> by
 
 
 def write_geojson(path: Path, result, plumes) -> None:
-    from client.plumes import plumes_geojson
+    from core.plumes import plumes_geojson
 
     scene = result.scene
     properties = {"scene": scene.name, "model": result.model_name, "model_version": result.model_version,
@@ -152,11 +152,11 @@ def write_outputs(result, out_dir: str | Path, stem: str | None = None, plumes=N
 
     The rasters are written in worker threads (GDAL and PIL release the GIL) while the plumes are
     traced in this one, unless `plumes` are given. every_piece: every piece of the mask is a plume
-    (no puffs joined to their plume, no small sourceless pieces dropped; client.plumes).
+    (no puffs joined to their plume, no small sourceless pieces dropped; core.plumes).
     Returns the paths and the plumes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from client.plumes import find_plumes
+    from core.plumes import find_plumes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,29 +1,23 @@
-"""From Sentinel-2 reflectance to methane column and emission rate (serving side, numpy only).
+"""Methane physics of the product, in one place: band transmittance, column retrieval, the label rule.
 
-Band-averaged methane transmittance T_b(ω) = (1 + b·w)^(−a), w = ω · AMF / 2, fitted
-through the Orbio / Project Eucalyptus look-up table (ω = 0.1 / 1 / 10 mol/m²:
-B12 −0.64 / −5.6 / −28 %, B11 −0.10 / −0.89 / −5.5 % at air-mass factor 2); the
-simulator (training/plume.py) uses the same figures.
+Band-averaged methane transmittance T_b(ω) = (1 + b·w)^(−a), w = ω · AMF / 2, fitted (least squares,
+relative error) through the Orbio / Project Eucalyptus look-up table (ω = 0.1 / 1 / 10 mol/m²:
+B12 −0.64 / −5.6 / −28 %, B11 −0.10 / −0.89 / −5.5 % at air-mass factor 2); it reproduces all six
+points within 2 % relative. The simulator (training/) renders plumes with it and the serving side
+inverts it.
 
-Retrieval (multi-band single-pass, Varon et al. 2021): the surface changes B11
-and B12 alike while methane darkens B12 far more, so the B12/B11 ratio against
-its plume-free background is T12(ω)/T11(ω); inverting that gives ω per pixel.
-The plume records (client/plumes.py) predict B12 from all five other bands
-instead, and `column_from_b12_drop` inverts B12's drop below that prediction,
-allowing for the share of it that the (methane-darkened) B11 carries.
+Retrieval (multi-band single-pass, Varon et al. 2021): the surface changes B11 and B12 alike while
+methane darkens B12 far more, so the B12/B11 ratio against its plume-free background is
+T12(ω)/T11(ω); inverting that gives ω per pixel (`column_from_ratio_drop`). The plume records
+(core/plumes/) predict B12 from all five other bands instead, and `column_from_b12_drop` inverts
+B12's drop below that prediction, allowing for the share of it that the (methane-darkened) B11
+carries.
 
-Emission rate by the integrated mass enhancement (IME) method:
-    Q = U_eff · IME / L,  IME = Σ ω · A_pixel · M_CH4 over the plume,  L = √(plume area),
-with U_eff = 0.33 · U10 + 0.45 m/s (Varon et al. 2021, calibrated for Sentinel-2
-on large-eddy simulations). Its stated 1-σ uncertainty combines the U_eff
-calibration (about 30 %), the wind speed's own uncertainty, and the retrieval
-noise of the IME (the spread of ω over the plume-free background).
+The label rule (`label_rule`) is the product's definition of a plume pixel. The IME constants
+(U_eff = 0.33 · U10 + 0.45 m/s, Varon et al. 2021) are used by core/plumes/emission.py.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +27,12 @@ TRANSMITTANCE_FIT = {"B12": (0.2657765, 0.24354706), "B11": (0.05398205, 0.18397
 U_EFF_SLOPE, U_EFF_OFFSET = 0.33, 0.45  # U_eff = slope * U10 + offset (m/s)
 U_EFF_REL_ERROR = 0.30
 DEFAULT_WIND_ERROR_MS = 1.5  # typical error of a reanalysis 10 m wind
+
+# Published look-up table the transmittance fit goes through: dOmega (mol/m2) -> fractional change, AMF 2.
+TABLE = {
+    "B12": {0.1: -0.0064, 1.0: -0.056, 10.0: -0.28},
+    "B11": {0.1: -0.0010, 1.0: -0.0089, 10.0: -0.055},
+}
 
 _OMEGA_GRID = np.concatenate([[0.0], np.geomspace(1e-4, 50.0, 2000)])
 
@@ -79,29 +79,18 @@ def column_from_b12_drop(drop, b11_share, amf: float = AMF_REF) -> np.ndarray:
     return np.sign(drop) * 0.5 * (lo + hi)
 
 
-@dataclass
-class EmissionEstimate:
-    q_kg_h: float
-    q_sigma_kg_h: float
-    ime_kg: float
-    length_m: float
-    u_eff_ms: float
-
-    def as_dict(self) -> dict:
-        return {"q_kg_h": self.q_kg_h, "q_sigma_kg_h": self.q_sigma_kg_h, "ime_kg": self.ime_kg,
-                "ime_length_m": self.length_m, "u_eff_ms": self.u_eff_ms}
+# THE labelling rule (the product's definition of a plume pixel).
+LABEL_MIN_B12_DROP = 0.005  # methane lowers B12 reflectance by >= 0.5 %
+LABEL_MAX_CLOUD_OPACITY = 0.5  # ... and no opaque cloud covers the pixel
 
 
-def emission_rate(omega: np.ndarray, pixel_area_m2: float, wind_ms: float,
-                  omega_noise: float = 0.0, wind_error_ms: float = DEFAULT_WIND_ERROR_MS) -> EmissionEstimate:
-    """IME emission rate of one plume from the columns of its pixels (mol/m²)."""
-    omega = np.asarray(omega, dtype=np.float64)
-    n = omega.size
-    ime = float(np.sum(omega) * pixel_area_m2 * M_CH4)
-    length = math.sqrt(n * pixel_area_m2)
-    u_eff = U_EFF_SLOPE * max(wind_ms, 0.0) + U_EFF_OFFSET
-    q = u_eff * ime / length * 3600.0 if n else 0.0
-    rel_wind = U_EFF_SLOPE * wind_error_ms / u_eff
-    rel_ime = (omega_noise * math.sqrt(n) * pixel_area_m2 * M_CH4 / ime) if ime > 0 else 0.0
-    rel = math.sqrt(U_EFF_REL_ERROR ** 2 + rel_wind ** 2 + rel_ime ** 2)
-    return EmissionEstimate(q_kg_h=q, q_sigma_kg_h=q * rel, ime_kg=ime, length_m=length, u_eff_ms=u_eff)
+def label_rule(b12_drop, cloud_opacity=None) -> np.ndarray:
+    """Plume pixel <=> methane lowers B12 by >= LABEL_MIN_B12_DROP and no opaque cloud covers it.
+
+    b12_drop: fractional decrease of the pixel's B12 reflectance caused by methane
+    (1 - B12_with / B12_without), noise-free. cloud_opacity: 0..1 or None.
+    """
+    lab = np.asarray(b12_drop) >= LABEL_MIN_B12_DROP
+    if cloud_opacity is not None:
+        lab &= np.asarray(cloud_opacity) < LABEL_MAX_CLOUD_OPACITY
+    return lab.astype(np.uint8)

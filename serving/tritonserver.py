@@ -20,11 +20,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from serving.ready import NotReady, probe, wait_for_url
 
 
 class ServerError(RuntimeError):
@@ -152,24 +151,14 @@ class TritonServer:
         return self
 
     def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return probe(f"http://{self.http_url}/v2/health/ready") is not None
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise ServerError(
-                    f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if self.is_ready():
-                return
-            time.sleep(0.25)
-        self.stop()
-        raise ServerError(f"tritonserver was not ready after {timeout:.0f} s:\n{self.log_tail()}")
+        try:
+            wait_for_url(f"http://{self.http_url}/v2/health/ready", timeout, self.process, what="tritonserver")
+        except NotReady as exc:
+            self.stop()
+            raise ServerError(f"{exc}:\n{self.log_tail()}") from None
 
     def log_tail(self, n: int = 40) -> str:
         try:

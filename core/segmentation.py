@@ -1,0 +1,29 @@
+"""A segmented scene: what the client hands to plume analysis and output writing.
+
+The client (client/segmenter.py) fills it from Triton; evaluation (training/) fills it from a model
+run in process or from a classical baseline; core/plumes and core/outputs read it either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.contract import Scene
+
+
+@dataclass
+class SegmentationResult:
+    scene: Scene
+    probability: np.ndarray  # (H, W) float32 0..1, NaN where the input is nodata
+    mask: np.ndarray  # (H, W) uint8, 1 = plume, 0 = background
+    threshold: float
+    model_name: str
+    model_version: str
+    timings: dict = field(default_factory=dict)
+    source: np.ndarray | None = None  # the source heat map (0..1; NaN on nodata and where not computed)
+
+    @property
+    def plume_pixels(self) -> int:
+        return int((self.mask == 1).sum())
