@@ -18,7 +18,7 @@ import sys
 
 from core.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNAVAILABLE  # noqa: F401 (the CLI's codes)
 
-TRAINING_DEPENDENCIES = {"torch", "torchvision", "segmentation_models_pytorch", "onnx", "timm"}
+TRAINING_DEPENDENCIES = {"torch", "torchvision", "segmentation_models_pytorch", "timm", "onnx", "onnxslim", "matplotlib"}
 
 # name -> ("module:function", help); each function takes argv (list) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {

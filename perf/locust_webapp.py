@@ -17,7 +17,7 @@ Settings, all environment variables:
   REQUEST_TIMEOUT      seconds a user waits for an answer (120)
   LOCUST_LOG    a file to which every answer is appended as one JSON line: time sent, seconds,
                 the upload's SHA-256, HTTP status, result id (201/200), job id (202), error message. The fault and load
-                tests (tests/test_faults.py) read it to check every accepted upload in the database.
+                tests (tests/functional/test_faults_lose_nothing.py) read it to check every accepted upload in the database.
   LOCUST_ACCEPT_503   1: a 503 with a JSON error message counts as a success for Locust (fault
                 injection, where it is the expected answer); default 0, every non-2xx is a failure.
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install what the web-app tests need from Debian packages, when missing:
-# PostgreSQL 15 with PostGIS 3 (tests/test_db.py, tests/test_api.py) and Chromium
-# (tests/test_browser.py, driven by Playwright). Idempotent: does nothing when all
+# PostgreSQL 15 with PostGIS 3 (tests/functional/test_results_database.py, tests/functional/test_upload_api.py) and Chromium
+# (tests/functional/test_upload_page_in_a_browser.py, driven by Playwright). Idempotent: does nothing when all
 # are present. The tests start their own throwaway PostgreSQL cluster on a free port;
 # set TEST_DATABASE_URL to use an existing server instead.
 set -eu

@@ -1,18 +1,21 @@
-"""Shared fixtures: a real tritonserver on free ports, and real GeoTIFFs."""
+"""Shared fixtures: a real tritonserver on free ports, real GeoTIFFs, and real databases (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from core.contract import write_scene
 from core.model_files import served_onnx  # noqa: F401 (the tests' import of it)
 from serving.tritonserver import TritonServer
+from tests.support.postgres import postgres_server_url, stop_postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = Path(os.environ.get("TEST_MODEL_REPOSITORY", ROOT / "model_repository"))
@@ -120,3 +123,36 @@ def contract_scene(tmp_path):
         return path
 
     return write
+
+
+# -- databases ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    url = postgres_server_url()
+    yield url
+    stop_postgres_server()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database with PostGIS on the test server; dropped afterwards."""
+    name = f"methane_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server).set(database=name)
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    engine.dispose()
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.db'}"
+    return request.getfixturevalue("postgres_url")

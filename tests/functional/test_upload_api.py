@@ -1,5 +1,5 @@
 """The JSON API, /healthz, /readyz and /metrics against the real tritonserver and a real database
-(a SQLite file, and PostgreSQL 15 with PostGIS; see tests/test_db.py for the server)."""
+(a SQLite file, and PostgreSQL 15 with PostGIS; see tests/functional/test_results_database.py for the server)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 import rasterio
 
 from tests.conftest import EXAMPLES, random_scene
-from tests.test_db import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from webapp.app import create_app
 
 pytestmark = pytest.mark.slow
@@ -195,21 +194,26 @@ def test_large_scene_runs_as_a_job_with_progress(triton, tmp_path, scenes, datab
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_scene_of_2048_pixels_answers_within_10_s(client, tmp_path):
-    """The upload budget: 2048 x 2048 (the largest answered at once) within 10 s on CPU."""
+def test_scene_of_2048_pixels_is_answered_at_once_and_stored(client, tmp_path):
+    """2048 x 2048, the largest scene answered in the request itself (larger ones become jobs): 201
+    with the whole scene's result, stored and served back. Its 10-second budget is a benchmark
+    (perf/bench_upload.py --size 2048), not a timed test."""
     from core.contract import read_scene, write_scene
 
     sample = read_scene(EXAMPLES / "sample_scene.tif")
     big = np.tile(sample.data, (1, 2048 // sample.height + 1, 2048 // sample.width + 1))[:, :2048, :2048]
     path = tmp_path / "big2048.tif"
     write_scene(path, np.ascontiguousarray(big), sample.crs, sample.transform)
-    t0 = time.perf_counter()
     r = post(client, path)
-    elapsed = time.perf_counter() - t0
     assert r.status_code == 201, r.json
-    assert r.json["input"]["width"] == 2048
-    print(f"2048x2048 upload answered in {elapsed:.2f} s; timings {r.json['timings']}")
-    assert elapsed < 10.0
+    assert (r.json["input"]["width"], r.json["input"]["height"]) == (2048, 2048)
+    stored = client.get(f"/api/v1/results/{r.json['id']}")
+    assert stored.status_code == 200 and stored.json["id"] == r.json["id"]
+    assert stored.json["plume_count"] == r.json["plume_count"]
+    mask = client.get(r.json["files"]["mask"]["url"])
+    assert mask.status_code == 200
+    with rasterio.open(io.BytesIO(mask.data)) as ds:
+        assert (ds.width, ds.height) == (2048, 2048)
 
 
 def test_health_readiness_and_metrics(client, database_url):

@@ -29,7 +29,7 @@ import requests
 
 from serving.tritonserver import TritonServer
 from tests.conftest import MODEL_REPOSITORY
-from tests.live import Locust, WebApp, check_store, scene_bytes, wait_until
+from tests.support.live import Locust, WebApp, check_store, scene_bytes, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +200,7 @@ def test_webapp_killed_while_writing_a_result_leaves_no_half_result(triton, tmp_
 
 @pytest.fixture
 def own_postgres():
-    from tests.test_db import PG_BIN, PostgresCluster
+    from tests.support.postgres import PG_BIN, PostgresCluster
 
     if not (PG_BIN / "initdb").exists():
         reason = f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): run scripts/ci_services.sh"

@@ -1,4 +1,4 @@
-"""Every bad input of tests/bad_inputs.py, through the CLI (exit code 2, one line) and through the
+"""Every bad input of tests/support/bad_inputs.py, through the CLI (exit code 2, one line) and through the
 web API of a real web app process (a clear JSON 4xx, the process keeps serving, nothing stored)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from methane_seg.cli import EXIT_BAD_INPUT, main
 from core.contract import MAX_FILE_MB
-from tests.bad_inputs import BAD_INPUTS, LIMIT_MB, ODD_NAME, POLYGLOT_HTML, TRAVERSAL_NAME, BadInput
-from tests.live import WebApp, scene_bytes
+from tests.support.bad_inputs import BAD_INPUTS, LIMIT_MB, ODD_NAME, POLYGLOT_HTML, TRAVERSAL_NAME, BadInput
+from tests.support.live import WebApp, scene_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from training.model import FEATURE_SETS, PlumeNet, features  # noqa: E402
 from training.train import LOSSES, make_loss  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARCH = {"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
 
 

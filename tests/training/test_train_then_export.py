@@ -11,7 +11,7 @@ import pytest
 from core.contract import read_scene
 from export.onnx_export import check_parity
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "model_repository" / "methane_seg" / "1"
 EXAMPLES = ROOT / "examples"
 

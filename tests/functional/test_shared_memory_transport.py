@@ -141,7 +141,7 @@ print(pair.inp.name, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     name = done.stdout.split()[0]
     assert name.startswith("methane_seg_")

@@ -18,7 +18,7 @@ import requests
 
 from serving.tritonserver import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "perf" / "locust_webapp.py"
 
 

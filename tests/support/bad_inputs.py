@@ -1,4 +1,4 @@
-"""One table of bad inputs, shared by the CLI tests and the web API tests (tests/test_bad_inputs.py).
+"""One table of bad inputs, shared by the CLI tests and the web API tests (tests/functional/test_bad_inputs_are_refused.py).
 
 Each entry writes a real file into a folder and says what both entry points must answer: the web
 API's HTTP status and a fragment of the one-line message that both the API and the CLI (exit code 2)
