@@ -38,14 +38,20 @@ def segment_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="methane-seg segment",
         description="Segment methane plumes in a Sentinel-2 L1C GeoTIFF (bands B2 B3 B4 B8 B11 B12, "
-        "uint16 reflectance x 10000) with the model served by Triton.",
+        "uint16 reflectance x 10000; or 12 bands, a reference pass's B2_ref ... B12_ref after them) with the "
+        "model served by Triton.",
     )
     p.add_argument("scenes", nargs="+", metavar="SCENE", help="input GeoTIFF(s)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--reference", metavar="REF",
+                   help="a six-band GeoTIFF of the same place on another (clear) date, for the multi-pass model; "
+                        "warped onto SCENE's grid when it lies on another (one SCENE only)")
     p.add_argument("--url", default=os.environ.get("TRITON_URL"),
                    help="Triton host:port (default localhost:8000 for http, localhost:8001 for grpc; env TRITON_URL)")
     p.add_argument("--protocol", choices=["http", "grpc"], default=os.environ.get("TRITON_PROTOCOL", "http"))
-    p.add_argument("--model", default=os.environ.get("TRITON_MODEL", "methane_seg"), help="model name on the server")
+    p.add_argument("--model", default=os.environ.get("TRITON_MODEL", "auto"),
+                   help="model name on the server; 'auto' (default): the multi-pass model for a scene with a "
+                        "reference pass when the server has it, else the single-pass one (env TRITON_MODEL)")
     p.add_argument("--batch-size", type=_number(int, 1, 256, "a whole number of tiles from 1 to 256"), default=8,
                    help="tiles per request (default 8)")
     p.add_argument("--concurrency", type=_number(int, 1, 64, "a whole number from 1 to 64"), default=2,
@@ -99,6 +105,8 @@ def segment_main(argv: list[str]) -> int:
         return _fail(f"TRITON_SHARED_MEMORY must be {', '.join(SHM_MODES[:-1])} or {SHM_MODES[-1]}, "
                      f"not {args.shared_memory!r}", EXIT_BAD_INPUT)
 
+    if args.reference and len(args.scenes) > 1:
+        return _fail("--reference goes with one SCENE (each scene has its own reference pass)", EXIT_BAD_INPUT)
     segmenter = Segmenter(args.url, args.protocol, model_name=args.model, batch_size=args.batch_size,
                           concurrency=args.concurrency, timeout=args.timeout, shared_memory=args.shared_memory,
                           source_margin=args.source_margin, source_views=args.source_views)
@@ -117,9 +125,10 @@ def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
     from client.segmenter import InferenceFailed, TritonUnavailable
 
     try:
-        if os.path.isfile(scene):
-            validate_file_size(scene, args.max_size_mb)
-        result = segmenter.segment(scene, progress=sys.stderr.isatty())
+        for path in (scene, args.reference):
+            if path and os.path.isfile(path):
+                validate_file_size(path, args.max_size_mb)
+        result = segmenter.segment(scene, progress=sys.stderr.isatty(), reference=args.reference)
         try:
             paths, plumes = write_outputs(result, args.out, wind_to_deg=args.wind_to, wind_ms=args.wind_speed,
                                           every_piece=args.every_piece)
@@ -133,8 +142,9 @@ def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
         return _fail(str(exc), EXIT_FAILED)
     except OSError as exc:
         return _fail(f"cannot write outputs: {exc}", EXIT_BAD_INPUT)
+    passes = "target + reference" if result.scene.has_reference else "one pass"
     print(f"{result.scene.name}: {result.plume_pixels} plume pixels, {len(plumes)} plume(s) "
-          f"({result.timings['tiles']} tiles, {result.timings['source_tiles']} for the source heat map in "
+          f"(model {result.model_name} v{result.model_version}, {passes}; {result.timings['tiles']} tiles, {result.timings['source_tiles']} for the source heat map in "
           f"{result.timings['source_views']} view(s), "
           f"{result.timings['inference_s']:.2f} s)")
     if not quiet:

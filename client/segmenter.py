@@ -31,8 +31,11 @@ from typing import Callable
 
 import numpy as np
 
-from client.transport import DEFAULT_MODEL, InferenceFailed, TritonModel, TritonUnavailable, normalise_url
-from core.contract import NODATA, ContractError, Scene, open_scene, read_error
+from client.transport import (DEFAULT_MODEL, MULTIPASS_MODEL, InferenceFailed, TritonModel, TritonUnavailable,
+                              normalise_url)
+from core.contract import BANDS, NODATA, ContractError, Scene, open_scene, read_error
+
+AUTO_MODEL = "auto"  # the multi-pass model for a scene with a reference pass, else the single-pass one
 from core.segmentation import SegmentationResult
 from core.tiling import SOURCE_VIEWS, VIEW_COUNTS, Blender, mean_of_views, pad_tile, tile_grid, tiles_around, views
 
@@ -45,13 +48,19 @@ SOURCE_CONTEXT_PX = 32
 
 
 class Segmenter:
-    """Whole scenes through a TritonModel: tiling, requests in flight, blending, the mask."""
+    """Whole scenes through a TritonModel: tiling, requests in flight, blending, the mask.
+
+    model_name "auto" (the default) segments a scene that carries a reference pass with the
+    multi-pass model (`multipass_model`) when the server has it ready, and any other scene with the
+    single-pass model (DEFAULT_MODEL); another name uses that model for every scene (a multi-pass
+    model then needs a reference, a single-pass one reads the target's bands only).
+    """
 
     def __init__(
         self,
         url: str | None = None,
         protocol: str = "http",
-        model_name: str = DEFAULT_MODEL,
+        model_name: str = AUTO_MODEL,
         model_version: str = "",
         batch_size: int = 8,
         concurrency: int = 2,
@@ -61,10 +70,15 @@ class Segmenter:
         shared_memory: str = "auto",
         source_margin: int | None = SOURCE_MARGIN_PX,
         source_views: int = SOURCE_VIEWS,
+        multipass_model: str = MULTIPASS_MODEL,
     ):
-        self.transport = TritonModel(url, protocol, model_name=model_name, model_version=model_version,
-                                     batch_size=batch_size, timeout=timeout, retries=retries,
-                                     shared_memory=shared_memory)
+        self.auto = model_name in (None, AUTO_MODEL)
+        self.multipass_model = multipass_model
+        self._settings = dict(model_version=model_version, batch_size=batch_size, timeout=timeout, retries=retries,
+                              shared_memory=shared_memory)
+        self.transport = TritonModel(url, protocol, model_name=DEFAULT_MODEL if self.auto else model_name,
+                                     **self._settings)
+        self._transports = {self.transport.model_name: self.transport}
         self.concurrency = max(1, int(concurrency))
         self.overlap = int(overlap)
         if source_margin is not None and int(source_margin) < 0:
@@ -83,19 +97,42 @@ class Segmenter:
     timeout = property(lambda self: self.transport.timeout)
 
     def model_info(self) -> dict:
-        """Tile size, threshold, input/output names and version from the server; cached."""
+        """Tile size, threshold, input/output names and version from the server; cached (the
+        single-pass model's, or the named one's)."""
         return self.transport.info()
+
+    def _transport(self, name: str) -> TritonModel:
+        if name not in self._transports:
+            self._transports[name] = TritonModel(self.url, self.protocol, model_name=name, **self._settings)
+        return self._transports[name]
+
+    def transport_for(self, scene: Scene) -> TritonModel:
+        """The model that segments `scene` (the class docstring), its configuration read from the server."""
+        if self.auto and scene.has_reference:
+            multipass = self._transport(self.multipass_model)
+            try:
+                multipass.info()
+                return multipass
+            except TritonUnavailable:
+                pass  # no multi-pass model ready here: the single-pass one reads the target (or the server is down)
+        info = self.transport.info()
+        if len(info["bands"]) > len(BANDS) and not scene.has_reference:
+            raise ContractError(f"model {self.transport.model_name} is a multi-pass model: give the scene a "
+                                "reference pass (a 12-band document, or a separate reference file)")
+        return self.transport
 
     def infer_tiles(self, tiles: np.ndarray, outputs: list[str] | None = None) -> np.ndarray:
         """(N, 6, T, T) uint16 -> (N, C, T, T) float32 (client.transport.TritonModel.infer)."""
         return self.transport.infer(tiles, outputs)
 
     def segment(self, path: str | Path, progress: bool = False,
-                on_tiles: Callable[[int], None] | None = None) -> SegmentationResult:
-        """Check `path` under the input contract and segment it, reading it tile by tile."""
+                on_tiles: Callable[[int], None] | None = None, reference: str | Path | None = None
+                ) -> SegmentationResult:
+        """Check `path` (and its separate `reference` file, if given) under the input contract and
+        segment it, reading it tile by tile."""
         from rasterio.errors import RasterioError
 
-        scene = open_scene(path)
+        scene = open_scene(path, reference)
         try:
             return self.segment_array(scene, progress=progress, on_tiles=on_tiles)
         except RasterioError as exc:
@@ -112,7 +149,8 @@ class Segmenter:
         batch of n grid tiles has its probability (job progress).
         """
         t0 = time.perf_counter()
-        info = self.model_info()
+        model = self.transport_for(scene)
+        info = model.info()
         tile, overlap = info["tile"], min(self.overlap, info["tile"] // 4)
         grid = tile_grid(scene.height, scene.width, tile, overlap)
         outputs = info["outputs"]
@@ -121,18 +159,18 @@ class Segmenter:
         regions: list = []  # this call's workers' shared memory, released at its end
         source, source_tiles = None, len(grid)
         try:
-            with ThreadPoolExecutor(max_workers=self.concurrency, initializer=self.transport.bind_worker,
+            with ThreadPoolExecutor(max_workers=self.concurrency, initializer=model.bind_worker,
                                     initargs=(regions,)) as pool:
                 blender = Blender(scene.height, scene.width, tile, overlap,
                                   channels=1 if near_plumes else len(outputs))
-                self._send(pool, scene, grid, outputs[:1] if near_plumes else outputs, blender, bar, tile,
+                self._send(model, pool, scene, grid, outputs[:1] if near_plumes else outputs, blender, bar, tile,
                            on_tiles=on_tiles)
                 blended = blender.result()  # its weights are freed before the heat map's blender is made
                 probability = np.clip(blended[0], 0.0, 1.0, out=blended[0])
                 mask = (probability >= info["threshold"]).astype(np.uint8)
                 mask[~scene.valid] = 0
                 if near_plumes:
-                    source, source_tiles = self._heat_near_plumes(pool, scene, mask, outputs[1:], bar, tile)
+                    source, source_tiles = self._heat_near_plumes(model, pool, scene, mask, outputs[1:], bar, tile)
                 elif len(blended) > 1:
                     source = blended[1]
         finally:
@@ -147,12 +185,12 @@ class Segmenter:
         views_used = (self.source_views if near_plumes else 1) if source is not None else 0
         return SegmentationResult(
             scene=scene, probability=probability, mask=mask, threshold=info["threshold"],
-            model_name=self.model_name, model_version=info["version"], source=source,
+            model_name=model.model_name, model_version=info["version"], source=source,
             timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid),
                      "source_tiles": source_tiles if source is not None else 0, "source_views": views_used},
         )
 
-    def _heat_near_plumes(self, pool, scene: Scene, mask: np.ndarray, outputs: list[str], bar,
+    def _heat_near_plumes(self, model: TritonModel, pool, scene: Scene, mask: np.ndarray, outputs: list[str], bar,
                           tile: int) -> tuple[np.ndarray, int]:
         """The source heat map on tiles centred on the mask's plumes (NaN elsewhere), and their count."""
         near = tiles_around(mask, tile, self.source_margin, SOURCE_CONTEXT_PX)
@@ -160,24 +198,26 @@ class Segmenter:
             bar.total += len(near)
             bar.refresh()
         heat = Blender(scene.height, scene.width, tile, 2 * SOURCE_CONTEXT_PX)
-        self._send(pool, scene, near, outputs, heat, bar, tile, n_views=self.source_views)
+        self._send(model, pool, scene, near, outputs, heat, bar, tile, n_views=self.source_views)
         return heat.result(empty=np.nan)[0], len(near)  # NaN where no heat-map tile fell
 
-    def _send(self, pool, scene: Scene, tiles: list, outputs: list[str], blender: Blender, bar, tile: int,
-              n_views: int = 1, on_tiles: Callable[[int], None] | None = None) -> None:
+    def _send(self, model: TritonModel, pool, scene: Scene, tiles: list, outputs: list[str], blender: Blender,
+              bar, tile: int, n_views: int = 1, on_tiles: Callable[[int], None] | None = None) -> None:
         """Send `tiles` in batches, several requests in flight, for `outputs`; blend the answers into
         the blender. Each tile goes in `n_views` views (core.tiling.views) whose answers are averaged.
-        The first pass (one view) also fills scene.valid."""
-        per_request = max(1, self.transport.batch() // n_views)
+        The first pass (one view) also fills scene.valid (from the target's bands)."""
+        per_request = max(1, model.batch() // n_views)
         chunks = [tiles[i : i + per_request] for i in range(0, len(tiles), per_request)]
+        bands = model.info()["bands"]
 
         def run(chunk):
-            blocks = [scene.read((t.row, t.col, t.height, t.width)) for t in chunk]
+            blocks = [scene.read((t.row, t.col, t.height, t.width), bands=bands) for t in chunk]
             if n_views == 1:
                 for t, block in zip(chunk, blocks):
-                    scene.valid[t.row : t.row + t.height, t.col : t.col + t.width] = np.any(block != NODATA, axis=0)
+                    scene.valid[t.row : t.row + t.height, t.col : t.col + t.width] = \
+                        np.any(block[: len(BANDS)] != NODATA, axis=0)
             arrays = [v for b in blocks for v in views(pad_tile(b, tile), n_views)]
-            predictions = self.infer_tiles(np.stack(arrays), outputs)
+            predictions = model.infer(np.stack(arrays), outputs)
             if n_views > 1:
                 predictions = np.stack([mean_of_views(predictions[i : i + n_views])
                                         for i in range(0, len(predictions), n_views)])

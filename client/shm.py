@@ -72,11 +72,12 @@ class Region:
 
 
 class TilePair:
-    """The input and output regions of one worker: `batch` tiles of (6, T, T) in; out, for each of
-    `outputs` output tensors, `batch` tiles of (1, T, T) float32 one after the other."""
+    """The input and output regions of one worker: `batch` tiles of (bands, T, T) in (6 bands, or
+    12 for a multi-pass model); out, for each of `outputs` output tensors, `batch` tiles of
+    (1, T, T) float32 one after the other."""
 
-    def __init__(self, client, batch: int, tile: int, in_dtype, outputs: int = 1):
-        self.in_shape = (batch, 6, tile, tile)
+    def __init__(self, client, batch: int, tile: int, in_dtype, outputs: int = 1, bands: int = 6):
+        self.in_shape = (batch, int(bands), tile, tile)
         self.out_shape = (batch, 1, tile, tile)
         self.outputs = int(outputs)
         self.in_dtype = np.dtype(in_dtype)

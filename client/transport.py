@@ -20,9 +20,10 @@ import time
 import numpy as np
 
 from client import shm
-from core.contract import BANDS, SOURCE_OUTPUT
+from core.contract import ALL_BANDS, BANDS, SOURCE_OUTPUT
 
-DEFAULT_MODEL = "methane_seg"
+DEFAULT_MODEL = "methane_seg"  # the single-pass model: six bands of one date
+MULTIPASS_MODEL = "methane_seg_multipass"  # the multi-pass model: the target's six bands and a reference's
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 
 
@@ -118,8 +119,8 @@ class TritonModel:
         # The probability comes first; the source heat map when the model has one (training/source.py).
         outputs = [names[0]] + [n for n in names[1:] if n == SOURCE_OUTPUT]
         dims = [int(d) for d in inp["dims"]]
-        if len(dims) != 3 or dims[0] != len(BANDS) or dims[1] != dims[2] or dims[1] <= 0:
-            raise TritonUnavailable(f"model {self.model_name} takes {dims}, expected [6, T, T] tiles")
+        if len(dims) != 3 or dims[0] not in (len(BANDS), len(ALL_BANDS)) or dims[1] != dims[2] or dims[1] <= 0:
+            raise TritonUnavailable(f"model {self.model_name} takes {dims}, expected [6, T, T] or [12, T, T] tiles")
         versions = meta.get("versions") or [""]
         self._info = {
             "input": inp["name"],
@@ -127,6 +128,7 @@ class TritonModel:
             "outputs": outputs,
             "datatype": inp.get("data_type", inp.get("dataType", "TYPE_UINT16")).replace("TYPE_", ""),
             "tile": dims[1],
+            "bands": BANDS if dims[0] == len(BANDS) else ALL_BANDS,  # what each tile holds, in order
             "max_batch_size": int(config.get("max_batch_size", config.get("maxBatchSize", 1)) or 1),
             "threshold": float(params.get("threshold", 0.5)),
             "version": str(versions[-1]),
@@ -154,7 +156,8 @@ class TritonModel:
         if pair is None:
             info = self.info()
             try:
-                pair = shm.TilePair(self._client(), self.batch(), info["tile"], dtype, len(info["outputs"]))
+                pair = shm.TilePair(self._client(), self.batch(), info["tile"], dtype, len(info["outputs"]),
+                                    bands=len(info["bands"]))
             except Exception as exc:
                 if self.shared_memory == "system":
                     raise TritonUnavailable(f"Triton at {self.url} refused system shared memory: {_short(exc)}") \
@@ -186,7 +189,7 @@ class TritonModel:
         return np.stack([result.as_numpy(name)[:, 0] for name in names], axis=1)
 
     def infer(self, tiles: np.ndarray, outputs: list[str] | None = None) -> np.ndarray:
-        """(N, 6, T, T) uint16 -> (N, C, T, T) float32, with retries: one channel per output asked
+        """(N, B, T, T) uint16 (B: 6, or 12 for a multi-pass model) -> (N, C, T, T) float32, with retries: one channel per output asked
         for (default: all of the model's, the plume probability first, then the source heat map
         when the model has one)."""
         info = self.info()

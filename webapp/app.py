@@ -68,7 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
         try:
             # A fresh client: the answer is today's, not the cached one.
             info = make_segmenter(cfg, timeout=3.0, retries=1).model_info()
-            checks["triton"] = {"ok": True, "model": cfg["TRITON_MODEL"], "version": info["version"]}
+            checks["triton"] = {"ok": True, "model": service.segmenter.model_name, "version": info["version"]}
             if info["version"] != service.segmenter.model_info().get("version"):
                 # A new model version is served: answer new uploads with it.
                 service.segmenter = app.extensions["segmenter"] = make_segmenter(cfg)

@@ -2,7 +2,8 @@
 
   TRITON_URL          Triton address (host:port); default localhost:8000 (http) / :8001 (grpc)
   TRITON_PROTOCOL     http | grpc (http)
-  TRITON_MODEL        methane_seg
+  TRITON_MODEL        auto: the multi-pass model for an upload with a reference pass, else the
+                      single-pass one (methane_seg); a model name uses that model for every upload
   TRITON_TIMEOUT      60 (seconds per request)
   TRITON_SHARED_MEMORY auto | system | none (auto): tiles through system shared memory when
                       Triton runs on this host (client/shm.py), else over the socket
@@ -46,7 +47,7 @@ def settings_from_env() -> dict:
     return {
         "TRITON_URL": env("TRITON_URL") or None,
         "TRITON_PROTOCOL": env("TRITON_PROTOCOL", "http"),
-        "TRITON_MODEL": env("TRITON_MODEL", "methane_seg"),
+        "TRITON_MODEL": env("TRITON_MODEL", "auto"),
         "TRITON_TIMEOUT": float(env("TRITON_TIMEOUT") or "60"),
         "TRITON_SHARED_MEMORY": _choice("TRITON_SHARED_MEMORY", MODES),
         "MAX_CONTENT_LENGTH": int(float(env("MAX_UPLOAD_MB") or "512") * 1024 * 1024),

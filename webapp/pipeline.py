@@ -6,6 +6,7 @@ reached only through `client.segmenter.Segmenter`.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,23 @@ class Upload:
     sha256: str
     bytes: int
     seconds: float = 0.0
+    reference: "Upload | None" = None  # the optional reference pass (form field 'reference')
+
+    @property
+    def key(self) -> str:
+        """What identifies the document: the scene's SHA-256, or the pair's (scene + reference)."""
+        if self.reference is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}+{self.reference.sha256}".encode()).hexdigest()
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes + (self.reference.bytes if self.reference else 0)
+
+    def unlink(self) -> None:
+        self.path.unlink(missing_ok=True)
+        if self.reference is not None:
+            self.reference.path.unlink(missing_ok=True)
 
     @property
     def stem(self) -> str:
@@ -94,7 +112,8 @@ def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
     timings = {"upload_s": round(upload.seconds, 4)}
     t0 = time.perf_counter()
     stage("segmenting")
-    seg = segmenter.segment(upload.path, on_tiles=on_tiles)
+    seg = segmenter.segment(upload.path, on_tiles=on_tiles,
+                            reference=upload.reference.path if upload.reference else None)
     seg.scene.name = upload.stem
     t1 = time.perf_counter()
     timings["inference_s"] = round(t1 - t0, 4)
@@ -135,7 +154,7 @@ def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
         valid = scene.valid
         max_prob = float(np.nanmax(seg.probability[valid])) if valid.any() else 0.0
         record = Result(
-            id=result_id, input_name=upload.name, input_bytes=upload.bytes, content_sha256=upload.sha256,
+            id=result_id, input_name=upload.name, input_bytes=upload.total_bytes, content_sha256=upload.key,
             width=scene.width, height=scene.height, crs=scene.crs.to_string(),
             bounds=[float(left), float(bottom), float(right), float(top)], footprint=_footprint(scene),
             model_name=seg.model_name, model_version=str(seg.model_version), threshold=float(seg.threshold),

@@ -51,14 +51,28 @@ class Service:
 
     # -- receiving ------------------------------------------------------------
     def receive(self, request: Request) -> Upload:
-        """Save the one uploaded file under a generated name (hashing it on the way)."""
-        t0 = time.perf_counter()
+        """Save the uploaded scene (form field 'file') and its optional reference pass (field
+        'reference') under generated names, hashing them on the way."""
         files = request.files.getlist("file")
         if not files or not files[0] or not files[0].filename:
             raise UploadError("choose one GeoTIFF file to upload (form field 'file')", 400)
-        if len(files) > 1 or len([k for k in request.files if request.files.getlist(k)]) > 1:
-            raise UploadError("upload one GeoTIFF per request", 400)
-        upload = files[0]
+        refs = [f for f in request.files.getlist("reference") if f and f.filename]
+        fields = [k for k in request.files if any(f and f.filename for f in request.files.getlist(k))]
+        if len(files) > 1 or len(refs) > 1 or set(fields) - {"file", "reference"}:
+            raise UploadError("upload one GeoTIFF per request (form field 'file'), and at most one reference "
+                              "pass of it (form field 'reference')", 400)
+        upload = self._save(files[0])
+        if refs:
+            try:
+                upload.reference = self._save(refs[0])
+                upload.seconds += upload.reference.seconds
+            except BaseException:
+                upload.unlink()
+                raise
+        return upload
+
+    def _save(self, upload) -> Upload:
+        t0 = time.perf_counter()
         name = Path(upload.filename.replace("\\", "/")).name[:200] or "upload.tif"
         fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".tif", dir=self.upload_dir)
         h, size = hashlib.sha256(), 0
@@ -83,23 +97,24 @@ class Service:
         handed_to_job = False
         try:
             try:
-                scene = open_scene(upload.path)  # the contract's header checks, no pixels read
-                info = self.segmenter.model_info()
-                existing = self.store.find(upload.sha256, self.segmenter.model_name, info["version"])
+                # the contract's header checks (and the reference's), no pixels read
+                scene = open_scene(upload.path, upload.reference.path if upload.reference else None)
+                model = self.segmenter.transport_for(scene)
+                info = model.info()
+                existing = self.store.find(upload.key, model.model_name, info["version"])
             except Exception as exc:
                 raise self._error(exc, upload) from None
             if existing is not None:
                 self.metrics.results.labels("cached").inc()
                 return Outcome(result=existing, cached=True, elapsed=time.perf_counter() - t0)
             if scene.width * scene.height > self.config["SYNC_MAX_PIXELS"]:
-                key = (upload.sha256, self.segmenter.model_name, info["version"])
+                key = (upload.key, model.model_name, info["version"])
                 running = self.jobs.in_flight(key)
                 if running is not None:
                     return Outcome(job=running)
                 job = Job(id=new_job_id(), input_name=upload.name, width=scene.width, height=scene.height, key=key)
                 job.tiles_total = pipeline.expected_tiles(self.segmenter, scene.height, scene.width)
-                self.jobs.submit(job, lambda j: self._run_job(j, upload), cleanup=lambda: upload.path.unlink(
-                    missing_ok=True))
+                self.jobs.submit(job, lambda j: self._run_job(j, upload), cleanup=upload.unlink)
                 handed_to_job = True
                 return Outcome(job=job)
             try:
@@ -110,7 +125,7 @@ class Service:
             return Outcome(result=result, elapsed=time.perf_counter() - t0)
         finally:
             if not handed_to_job:
-                upload.path.unlink(missing_ok=True)
+                upload.unlink()
 
     def _run_job(self, job: Job, upload: Upload) -> str:
         def on_tiles(n):
@@ -141,4 +156,7 @@ class Service:
         if isinstance(exc, ContractError) or status != 500:
             # Messages name the user's file, never our generated path.
             message = message.replace(str(upload.path), upload.name).replace(upload.path.name, upload.name)
+            if upload.reference is not None:
+                ref = upload.reference
+                message = message.replace(str(ref.path), ref.name).replace(ref.path.name, ref.name)
         return UploadError(message, status)

@@ -135,3 +135,41 @@ def test_console_script_runs(triton, scenes, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "plume pixels" in done.stdout
+
+
+def test_a_reference_that_misses_the_scene_exits_2_before_the_server(contract_scene, tmp_path, capsys):
+    """A reference pass that does not overlap the scene is bad input: one line, exit 2, no output,
+    and no server is asked (none runs on this port)."""
+    from core.contract import write_scene
+    from tests.conftest import random_scene, utm
+    from rasterio.transform import from_origin
+
+    crs, transform = utm()
+    far = tmp_path / "far.tif"
+    write_scene(far, random_scene(), crs, from_origin(transform.c + 90_000, transform.f, 20, 20))
+    out = tmp_path / "out"
+    capsys.readouterr()
+    code = main(["segment", str(contract_scene()), "--reference", str(far), "--out", str(out),
+                 "--url", f"127.0.0.1:{free_port()}"])
+    assert code == EXIT_BAD_INPUT and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert "reference: far.tif does not overlap" in err and len(err.splitlines()) == 1
+    code = main(["segment", str(contract_scene()), str(contract_scene("b.tif")), "--reference", str(far),
+                 "--out", str(out)])
+    assert code == EXIT_BAD_INPUT and "--reference goes with one SCENE" in capsys.readouterr().err
+
+
+def test_a_scene_with_its_reference_is_segmented_on_its_grid(triton, scenes, tmp_path, capsys):
+    """The two-file form through the real server: outputs on the target's grid, the reference named
+    in the summary. (Served without a multi-pass model, the single-pass one reads the target.)"""
+    from core.contract import read_scene, write_scene
+
+    scene = read_scene(scenes["strong"])
+    ref = tmp_path / "ref.tif"
+    write_scene(ref, scene.data, scene.crs, scene.transform)
+    code = main(["segment", str(scenes["strong"]), "--reference", str(ref), "--out", str(tmp_path / "o"),
+                 "--url", triton.http_url])
+    assert code == 0
+    assert "target + reference" in capsys.readouterr().out
+    with rasterio.open(tmp_path / "o" / "strong_mask.tif") as ds:
+        assert (ds.crs, ds.transform, ds.shape) == (scene.crs, scene.transform, (scene.height, scene.width))

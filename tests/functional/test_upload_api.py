@@ -323,3 +323,38 @@ def test_openapi_declares_the_api_key_when_one_is_set(triton, tmp_path):
                 url = url.replace(k, v)
             assert c.open(url, method=method.upper()).status_code == 401, path
             assert c.open(url, method=method.upper(), headers={"X-API-Key": "s3cret-key"}).status_code != 401
+
+
+def post_pair(client, scene, reference, url="/api/v1/segment"):
+    return client.post(url, data={"file": (io.BytesIO(scene.read_bytes()), scene.name),
+                                  "reference": (io.BytesIO(reference.read_bytes()), reference.name)},
+                       content_type="multipart/form-data")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_scene_with_its_reference_pass_is_one_document(client, scenes, tmp_path):
+    """The optional `reference` field: the pair is answered on the scene's grid and stored as its own
+    document (the scene alone is another one); a reference that misses the scene is a 422 naming it,
+    and nothing is stored."""
+    from core.contract import read_scene, write_scene
+    from rasterio.transform import from_origin
+
+    scene = read_scene(scenes["strong"])
+    ref = tmp_path / "earlier.tif"
+    write_scene(ref, scene.data, scene.crs, scene.transform)
+    pair = post_pair(client, scenes["strong"], ref)
+    assert pair.status_code == 201, pair.json
+    assert (pair.json["input"]["width"], pair.json["input"]["height"]) == (scene.width, scene.height)
+    alone = post(client, scenes["strong"])
+    assert alone.status_code == 201 and alone.json["cached"] is False
+    assert alone.json["input"]["sha256"] != pair.json["input"]["sha256"]
+    assert post_pair(client, scenes["strong"], ref).json["cached"] is True
+    far = tmp_path / "far.tif"
+    write_scene(far, scene.data, scene.crs, from_origin(scene.transform.c + 90_000, scene.transform.f, 20, 20))
+    missed = post_pair(client, scenes["strong"], far)
+    assert missed.status_code == 422 and "reference: far.tif does not overlap" in missed.json["error"]["message"]
+    assert client.get("/api/v1/results").json["total"] == 2
+    two = client.post("/api/v1/segment", data={"file": (io.BytesIO(b"x"), "a.tif"),
+                                               "reference": [(io.BytesIO(b"x"), "r1.tif"), (io.BytesIO(b"x"), "r2.tif")]},
+                      content_type="multipart/form-data")
+    assert two.status_code == 400 and "at most one reference" in two.json["error"]["message"]
