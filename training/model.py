@@ -36,6 +36,23 @@ FEATURE_SETS = {
 }
 DEFAULT_FEATURES = "ratio"
 N_IN = FEATURE_SETS[DEFAULT_FEATURES]
+# Multi-pass feature sets (training/multipass.py) take the 12 bands of a target and its reference.
+MULTIPASS_FEATURES = ("mp", "mp_derived", "mp_compact")
+
+
+def input_bands(feature_set: str) -> int:
+    """Raw bands the network of a feature set takes: 6 (one pass) or 12 (target and reference)."""
+    return 2 * len(BANDS) if feature_set in MULTIPASS_FEATURES else len(BANDS)
+
+
+def feature_channels(feature_set: str) -> int:
+    if feature_set in MULTIPASS_FEATURES:
+        from training.multipass import MULTIPASS_FEATURE_SETS
+
+        return MULTIPASS_FEATURE_SETS[feature_set]
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; one of {sorted(FEATURE_SETS) + list(MULTIPASS_FEATURES)}")
+    return FEATURE_SETS[feature_set]
 ANOMALY_WINDOW = 31  # pixels: local background of the log-ratio
 RATIO_EPS = 1e-3
 
@@ -61,6 +78,10 @@ def features(x: torch.Tensor, feature_set: str = DEFAULT_FEATURES) -> torch.Tens
     """(N, 6, H, W) reflectance x 10000 -> (N, FEATURE_SETS[feature_set], H, W): reflectance and, for
     "ratio", log(B12/B11), its local anomaly (against a 31-pixel box mean) and that anomaly smoothed
     at SMOOTH_SIGMAS; "ratio_ndvi" adds NDVI."""
+    if feature_set in MULTIPASS_FEATURES:
+        from training.multipass import multipass_features
+
+        return multipass_features(x, feature_set)
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; one of {sorted(FEATURE_SETS)}")
     x = x.float() * (1.0 / 10000.0)
@@ -85,8 +106,8 @@ def features(x: torch.Tensor, feature_set: str = DEFAULT_FEATURES) -> torch.Tens
 
 
 REGRESSION_ITERATIONS = 2  # Huber reweightings after the first least-squares fit
-REGRESSION_RIDGE = 1e-2  # on standardised predictors: keeps the 6 x 6 system well posed (1e-3 left
-# ONNX and PyTorch 6e-4 apart on dark pixels, summation order amplified by the solve)
+REGRESSION_RIDGE = 1e-2  # on standardised predictors: keeps the 6 x 6 system well posed (a weaker ridge
+# lets the solve amplify summation order, and ONNX and PyTorch drift apart on dark pixels)
 
 
 def regression_drop(x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +173,8 @@ class PlumeNet(nn.Module):
         super().__init__()
         self.arch = dict(arch or DEFAULT_ARCH)
         self.feature_set = feature_set
-        n = FEATURE_SETS[feature_set]
+        self.bands = input_bands(feature_set)  # raw bands in: 6, or 12 for a multi-pass network
+        n = feature_channels(feature_set)
         self.net = build_net(self.arch, n)
         mean = torch.zeros(n) if mean is None else torch.tensor(np.asarray(mean, dtype=np.float32))
         std = torch.ones(n) if std is None else torch.tensor(np.asarray(std, dtype=np.float32))
