@@ -31,12 +31,12 @@ test-fast: $(VENV)/.test
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 # Reproduce the committed model: simulate -> train the plume network (plume-head crops and weights:
-# 2 x 1000 steps of 32 crops, which took 1.5 min on an H200 through scripts/train_gpu.sh, then 6 epochs
-# at 5e-4 from that checkpoint, --init) -> train the source branch onto it (24 epochs on 2 cores), then
-# continue it on 2000 further scenes (9 x 500 steps of 64 crops: 4.5 min on an H200) -> export (FP32,
-# FP16, INT8 if it holds its gates) -> evaluate -> report (outside CI; CUDA is used when present; about
-# 4 hours on 2 quiet cores). The served plume network's first part ran on a timed schedule that its lease cut short
-# (README "Model and quality"), so this reproduces the recipe, not the bits.
+# 2 x 1000 steps of 32 crops, the part scripts/train_gpu.sh runs on a GPU, then 6 epochs at 5e-4 from
+# that checkpoint, --init) -> train the source branch onto it (24 epochs), then continue it on 2000
+# further scenes (9 x 500 steps of 64 crops) -> export (FP32, FP16, INT8 if it holds its gates) ->
+# evaluate -> report (outside CI; CUDA is used when present; hours on 2 cores). The served plume
+# network's first part ran on a timed schedule that its lease cut short (README "Model and quality"),
+# so this reproduces the recipe, not the bits.
 HEAD_FLAGS ?= --crop 128 --plume-frac 0.5 --head-frac 0.2 --head-weight 5 --visible-drop 0.02 --max-val 150 \
 	--features regress
 model: $(VENV)/.test
@@ -65,8 +65,8 @@ model: $(VENV)/.test
 
 # Benchmarks of issue #8 (perf/README.md): in-process model, Triton under perf_analyzer, a plain web server,
 # a 5490x5490 scene, Locust on the upload API -> perf/RESULTS.md, perf/results.png, perf/results.json.
-# About 20-25 min on 2 cores; run it on a quiet machine. BENCH_QUICK=1: every part on a tiny setting
-# (about 3 min) into var/bench-quick/, to check the pipeline.
+# Tens of minutes on 2 cores; run it on a quiet machine. BENCH_QUICK=1: every part on a tiny setting
+# (a few minutes) into var/bench-quick/, to check the pipeline.
 bench: $(VENV)/.test
 	$(BIN)/python perf/bench_all.py $(if $(filter-out 0,$(BENCH_QUICK)),--quick)
 

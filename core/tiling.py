@@ -125,8 +125,8 @@ def tiles_around(mask: np.ndarray, tile: int, margin: int, context: int) -> list
     if not 0 <= 2 * context < tile:
         raise ValueError(f"context {context} must be under half the tile {tile}")
     height, width = mask.shape
-    # The margin around the plume pixels, on a grid of GROUP_CELL-pixel cells (a whole Sentinel-2
-    # tile in a few tens of ms): a cell holds plume pixels if any of its pixels does, and the margin
+    # The margin around the plume pixels, on a grid of GROUP_CELL-pixel cells (coarse, so that a whole
+    # Sentinel-2 tile is cheap to group): a cell holds plume pixels if any of its pixels does, and the margin
     # is rounded up to whole cells, so the groups' boxes cover at least what they must.
     cell = GROUP_CELL
     ph, pw = -height % cell, -width % cell

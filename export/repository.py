@@ -45,10 +45,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 TARGETS = ("cpu", "onnxruntime", "tensorrt")
 
 # Dynamic batching: on a GPU a batch is cheaper per tile, so a wait that fills preferred batch
-# sizes pays for itself. On CPU a batch costs the same per tile: `make bench` (perf/RESULTS.md)
-# measured 1 instance x 2 threads with dynamic batching at about 0.6x in-process onnxruntime, and
-# 2 instances x 1 thread without it at 1.0x (higher throughput and lower latency alike), so CPU
-# instances ship without the batcher; the delay below applies where batching is on.
+# sizes pays for itself. On CPU a batch costs the same per tile, so the batcher can only add its
+# queue delay: `make bench` compares the layouts (perf/RESULTS.md), and 2 instances x 1 thread
+# without batching gives the higher throughput and the lower latency alike, so CPU instances ship
+# without the batcher; the delay below applies where batching is on.
 QUEUE_DELAY_US = {"cpu": 2000, "onnxruntime": 5000, "tensorrt": 5000}
 LAYOUT = {  # kind -> (instances, onnxruntime threads per instance, dynamic batching)
     "cpu": (2, 1, False),

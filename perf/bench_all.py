@@ -20,8 +20,8 @@ Runs, one after another (each alone on the machine, each as its own process):
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
 is recorded (errors.json, and in RESULTS.md) and the others still run.
 
-The full run (about 20-25 min on 2 cores) writes into perf/. --quick (also BENCH_QUICK=1) runs every
-part on a tiny setting (about 3 min) into var/bench-quick/: it checks the pipeline, its figures
+The full run (tens of minutes on 2 cores) writes into perf/. --quick (also BENCH_QUICK=1) runs every
+part on a tiny setting (a few minutes) into var/bench-quick/: it checks the pipeline, its figures
 are not results. Run it on a quiet machine: every figure is bounded by the CPU.
 """
 

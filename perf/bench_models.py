@@ -2,7 +2,7 @@
 
     python perf/bench_models.py [--batches 1,4,8,16] [--seconds 3] [--rounds 2] [--int8 FILE] [--json FILE]
 
-Measures, interleaved round by round (the machine drifts by about +-10 % from minute to minute):
+Measures, interleaved round by round (the machine's speed drifts from minute to minute):
 - PyTorch eager (the same architecture, from metadata.json; weights from --checkpoint or random:
   the cost of a CNN does not depend on its weights), one process x all threads;
 - onnxruntime FP32 (the served model.onnx) and, with --int8, the INT8 model, in each thread
@@ -204,7 +204,7 @@ def measure_peak(seconds: float, sizes=(1024, 2048)) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--onnx", default=str(DEFAULT_ONNX), help="the FP32 model (default: the served one)")
     p.add_argument("--int8", help="the INT8 model from export/int8.py (left out: not measured)")
@@ -216,15 +216,79 @@ def main(argv=None) -> int:
     p.add_argument("--peak-seconds", type=float, default=4.0, help="per peak measurement (all sizes)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json")
+    return p
+
+
+def model_metadata(onnx: str) -> dict:
+    """metadata.json beside the ONNX file, else the served model's."""
+    beside = Path(onnx).parent / "metadata.json"
+    return json.loads(beside.read_text()) if beside.exists() else json.loads(
+        (ROOT / "model_repository/methane_seg/1/metadata.json").read_text())
+
+
+def measure_rounds(a: argparse.Namespace, variants: list, layouts: list, batches: list, tiles: np.ndarray,
+                   model, cores: int) -> tuple[dict, list]:
+    """Every engine x layout x batch once per round, a peak measurement before each round and after
+    the last: ({"engine|layout|batch": [one run per round]}, [peaks])."""
+    cells: dict[str, list[dict]] = {}
+    peaks = []
+
+    def measured(key: str, r: dict) -> None:
+        cells.setdefault(key, []).append(r)
+        log(f"  {key}: {r['items_per_s']} tiles/s, p50 {r['p50_ms']} ms")
+
+    for rnd in range(a.rounds):
+        peaks.append(measure_peak(a.peak_seconds))
+        log(f"round {rnd + 1}/{a.rounds}: peak {peaks[-1]['peak_gflops']} GFLOP/s")
+        for b in batches:
+            batch = tiles[:b]
+            for name, path in variants:
+                for layout in layouts:
+                    measured(f"{name}|{layout[0]}x{layout[1]}|{b}", measure_layout(path, layout, batch, a.seconds))
+            if model is not None:
+                measured(f"pytorch-eager|1x{cores}|{b}", measure_torch(model, batch, a.seconds))
+    peaks.append(measure_peak(a.peak_seconds))
+    return cells, peaks
+
+
+def table_rows(cells: dict, conv_gflop: float) -> list[dict]:
+    """One row per engine x layout x batch: medians over rounds, the best round, GFLOP/s."""
+    rows = []
+    for key, runs in cells.items():
+        engine, layout, b = key.split("|")
+        tps = float(np.median([r["items_per_s"] for r in runs]))
+        top = float(max(r["items_per_s"] for r in runs))
+        rows.append({"engine": engine, "layout": layout, "batch": int(b), "tiles_per_s": round(tps, 2),
+                     "tiles_per_s_best": round(top, 2), "gflops_best": round(top * conv_gflop, 1),
+                     "p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 2),
+                     "p95_ms": round(float(np.median([r["p95_ms"] for r in runs])), 2),
+                     "gflops": round(tps * conv_gflop, 1),
+                     "rounds": [r["items_per_s"] for r in runs]})
+    return rows
+
+
+def time_splits(a: argparse.Namespace, tile: int, flops: dict, best: dict, peak: float) -> dict:
+    """Where a tile's time goes in the FP32 (and INT8) file, and the U-Net's own share of the peak."""
+    split = {"fp32": time_split(a.onnx, tile)}
+    if a.int8:
+        split["int8"] = time_split(a.int8, tile)
+    for k, v in split.items():
+        eng = best.get(f"onnxruntime-{k}")
+        if eng and v["net_share"] > 0:  # the U-Net's GFLOP/s when its layers' share of the time is all it gets
+            v["net_fraction_of_peak"] = round(flops["net_conv_gflop"] * eng["tiles_per_s_best"] / v["net_share"] / peak, 3)
+        log(f"time split {k}: {v}")
+    return split
+
+
+def main(argv=None) -> int:
+    p = _parser()
     a = p.parse_args(argv)
 
     import torch
 
     cores = len(os.sched_getaffinity(0))
     torch.set_num_threads(cores)
-    meta = json.loads((Path(a.onnx).parent / "metadata.json").read_text()) if (
-        Path(a.onnx).parent / "metadata.json").exists() else json.loads(
-        (ROOT / "model_repository/methane_seg/1/metadata.json").read_text())
+    meta = model_metadata(a.onnx)
     tile = int(meta.get("tile_size") or model_tile_size())
     batches = [int(b) for b in a.batches.split(",")]
     layouts = [tuple(int(v) for v in s.split("x")) for s in a.layouts.split(",")]
@@ -238,50 +302,14 @@ def main(argv=None) -> int:
     log(f"FLOPs per tile: {flops}")
 
     variants = [("onnxruntime-fp32", a.onnx)] + ([("onnxruntime-int8", a.int8)] if a.int8 else [])
-    cells: dict[str, list[dict]] = {}
-    peaks = []
-    for rnd in range(a.rounds):
-        peaks.append(measure_peak(a.peak_seconds))
-        log(f"round {rnd + 1}/{a.rounds}: peak {peaks[-1]['peak_gflops']} GFLOP/s")
-        for b in batches:
-            batch = tiles[:b]
-            for name, path in variants:
-                for layout in layouts:
-                    key = f"{name}|{layout[0]}x{layout[1]}|{b}"
-                    r = measure_layout(path, layout, batch, a.seconds)
-                    cells.setdefault(key, []).append(r)
-                    log(f"  {key}: {r['items_per_s']} tiles/s, p50 {r['p50_ms']} ms")
-            if model is not None:
-                key = f"pytorch-eager|1x{cores}|{b}"
-                r = measure_torch(model, batch, a.seconds)
-                cells.setdefault(key, []).append(r)
-                log(f"  {key}: {r['items_per_s']} tiles/s, p50 {r['p50_ms']} ms")
-    peaks.append(measure_peak(a.peak_seconds))
-
-    rows = []
-    for key, runs in cells.items():
-        engine, layout, b = key.split("|")
-        tps = float(np.median([r["items_per_s"] for r in runs]))
-        top = float(max(r["items_per_s"] for r in runs))
-        rows.append({"engine": engine, "layout": layout, "batch": int(b), "tiles_per_s": round(tps, 2),
-                     "tiles_per_s_best": round(top, 2), "gflops_best": round(top * flops["conv_gflop"], 1),
-                     "p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 2),
-                     "p95_ms": round(float(np.median([r["p95_ms"] for r in runs])), 2),
-                     "gflops": round(tps * flops["conv_gflop"], 1),
-                     "rounds": [r["items_per_s"] for r in runs]})
+    cells, peaks = measure_rounds(a, variants, layouts, batches, tiles, model, cores)
+    rows = table_rows(cells, flops["conv_gflop"])
     peak = max(p["peak_gflops"] for p in peaks)
     best = {}
     for r in rows:
         if r["engine"] not in best or r["tiles_per_s"] > best[r["engine"]]["tiles_per_s"]:
             best[r["engine"]] = r
-    split = {"fp32": time_split(a.onnx, tile)}
-    if a.int8:
-        split["int8"] = time_split(a.int8, tile)
-    for k, v in split.items():
-        eng = best.get(f"onnxruntime-{k}")
-        if eng and v["net_share"] > 0:  # the U-Net's GFLOP/s when its layers' share of the time is all it gets
-            v["net_fraction_of_peak"] = round(flops["net_conv_gflop"] * eng["tiles_per_s_best"] / v["net_share"] / peak, 3)
-        log(f"time split {k}: {v}")
+    split = time_splits(a, tile, flops, best, peak)
     result = {
         "conditions": conditions(a.onnx),
         "tile": tile, "flops": flops, "torch_weights": weights,
@@ -299,7 +327,6 @@ def main(argv=None) -> int:
     if a.json:
         write_json(a.json, result)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

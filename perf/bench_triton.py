@@ -13,7 +13,7 @@ protocol at each concurrency, sending a real simulated tile: `--batch 1` (one ti
 with `--shared-memory none,system`, through system shared memory as the client does when Triton runs
 on its host (client/shm.py). Before and after each configuration, with no server running, in-process
 onnxruntime is measured at the same batch in both layouts: the Triton figures are divided by the mean
-of the two (machines drift by +-10 %; the (b) grid of perf/RESULTS.md predates the second one).
+of the two, so that the machine's drift during a configuration weighs on both sides.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def run_perf_analyzer(pa: PerfAnalyzer, url: str, protocol: str, concurrency: in
     if shared_memory != "none":  # tensors through the server's shared memory, not the socket (local clients)
         base += [f"--shared-memory={shared_memory}", f"--output-shared-memory-size={output_bytes}"]
     last = ""
-    for stability, more in ((15, 0), (30, 2), (100, 4)):  # +-10 % machines: widen the band rather than fail
+    for stability, more in ((15, 0), (30, 2), (100, 4)):  # a drifting machine: widen the band rather than fail
         out_csv.unlink(missing_ok=True)
         done = subprocess.run(base + ["-s", str(stability), "-r", str(trials + more)], capture_output=True,
                               text=True, env=pa.env, timeout=600)
@@ -105,7 +105,7 @@ def baseline(onnx: str, tile: np.ndarray, seconds: float, batch: int = 1) -> dic
     return out
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repository", default=str(DEFAULT_REPOSITORY))
     p.add_argument("--configs", default="all", help="all, or names such as 2x1-nobatch-uint16,1x2-dyn-uint16")
@@ -122,103 +122,138 @@ def main(argv=None) -> int:
     p.add_argument("--server-args", default="", help="extra tritonserver flags, space-separated (e.g. "
                    "--backend-config=python,shm-default-byte-size=16777216)")
     p.add_argument("--json")
-    a = p.parse_args(argv)
+    return p
 
+
+def _plan(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
+    """The configurations, protocols, concurrency levels, batches and transports the flags name
+    (argparse's error for an unknown one)."""
     configs = all_configs()
     if a.configs != "all":
         wanted = a.configs.split(",")
         configs = [c for c in configs if c["name"] in wanted]
         if len(configs) != len(wanted):
             p.error(f"unknown configuration in {wanted}; known: {[c['name'] for c in all_configs()]}")
-    protocols = a.protocols.split(",")
-    levels = [int(c) for c in a.concurrency.split(",")]
-    batches = [int(b) for b in a.batch.split(",")]
     transports = a.shared_memory.split(",")
     if not set(transports) <= {"none", "system"}:
         p.error(f"--shared-memory takes none and/or system, not {a.shared_memory!r}")
+    return {"configs": configs, "protocols": a.protocols.split(","),
+            "levels": [int(c) for c in a.concurrency.split(",")],
+            "batches": [int(b) for b in a.batch.split(",")], "transports": transports}
+
+
+def write_inputs(tile: np.ndarray, folder: Path) -> dict:
+    """perf_analyzer's --input-data folders, one per input type: the tile as raw binary."""
+    inputs = {}
+    for dtype, np_type in (("uint16", np.uint16), ("float32", np.float32)):
+        d = folder / f"input-{dtype}"
+        d.mkdir()
+        tile.astype(np_type).tofile(d / "reflectance")  # raw binary, one file per input
+        inputs[dtype] = d
+    return inputs
+
+
+def measure_point(pa: PerfAnalyzer, server, cfg: dict, base: dict, point: tuple, a: argparse.Namespace,
+                  inputs: dict, tile_size: int, tmp: Path) -> dict:
+    """perf_analyzer at one (batch, transport, protocol, concurrency) of a running configuration,
+    with its ratios to the in-process baseline `base` measured before it."""
+    b, sm, proto, c = point
+    url = server.grpc_url if proto == "grpc" else server.http_url
+    r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests, a.trials, tmp, batch=b,
+                          shared_memory=sm, output_bytes=4 * tile_size * tile_size * b)
+    threads = LAYOUTS[cfg["layout"]][1]
+    r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
+             dtype=cfg["dtype"], protocol=proto, batch=b, shared_memory=sm,
+             baseline_tiles_per_s=base["best_tiles_per_s"],
+             baseline_p50_ms=base["best_p50_ms"],
+             ratio_to_inprocess=round(r["infer_per_s"] / base["best_tiles_per_s"], 3),
+             # one request at a time: against the best in-process latency, and against
+             # in-process with the instance's own thread count
+             latency_over_inprocess_ms=round(r["p50_ms"] - base["best_p50_ms"], 2),
+             latency_over_same_threads_ms=round(
+                 r["p50_ms"] - base[f"1x{threads}"]["p50_ms"], 2))
+    return r
+
+
+def measure_config(cfg: dict, plan: dict, a: argparse.Namespace, pa: PerfAnalyzer, onnx: str, tile: np.ndarray,
+                   inputs: dict, tmp: Path, failed: list, label: str) -> tuple[list, list]:
+    """One configuration: in-process baselines, its server under perf_analyzer at every point of the
+    plan (a failed point is appended to `failed`), baselines again. Returns its points (each ratio to
+    the mean of the baselines before and after) and the baselines."""
+    from serving.tritonserver import TritonServer
+
+    batches = plan["batches"]
+    bases = {b: baseline(onnx, tile, a.baseline_seconds, b) for b in batches}
+    for b, base in bases.items():
+        log(f"{label} {cfg['name']}: in-process baseline at batch {b}: "
+            f"{base['best_tiles_per_s']} tiles/s, p50 {base['best_p50_ms']} ms")
+    inst, threads = LAYOUTS[cfg["layout"]]
+    repo = repository_variant(tmp / f"repo-{cfg['name']}", instances=inst, threads=threads,
+                              dynamic=cfg["dynamic"], dtype=cfg["dtype"],
+                              queue_delay_us=a.queue_delay_us, source=a.repository)
+    server = TritonServer(repo, extra_args=a.server_args.split())
+    points = []
+    try:
+        server.start()
+        grid = [(b, sm, proto, c) for b in batches for sm in plan["transports"] for proto in plan["protocols"]
+                for c in plan["levels"]]
+        for b, sm, proto, c in grid:
+            where = f"{proto} b={b} {'shm' if sm == 'system' else 'socket'} c={c}"
+            try:
+                r = measure_point(pa, server, cfg, bases[b], (b, sm, proto, c), a, inputs, tile.shape[-1], tmp)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one point, not the run
+                failed.append({"config": cfg["name"], "protocol": proto, "concurrency": c,
+                               "batch": b, "shared_memory": sm, "error": str(exc)[-600:]})
+                log(f"    {where}: FAILED ({str(exc)[-200:]})")
+                continue
+            points.append(r)
+            log(f"    {where}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
+                f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
+    finally:
+        server.cleanup()
+    # In-process again after the configuration: each ratio is to the mean of the two, so that
+    # the machine's drift during the configuration's minutes weighs on both sides.
+    after = {b: baseline(onnx, tile, a.baseline_seconds, b) for b in batches}
+    for r in points:
+        b = r["batch"]
+        mean = (bases[b]["best_tiles_per_s"] + after[b]["best_tiles_per_s"]) / 2
+        r.update(baseline_tiles_per_s=round(mean, 2),
+                 baseline_before_after=[bases[b]["best_tiles_per_s"], after[b]["best_tiles_per_s"]],
+                 ratio_to_inprocess=round(r["infer_per_s"] / mean, 3))
+    baselines = []
+    for b in batches:
+        log(f"{label} {cfg['name']}: in-process after, batch {b}: "
+            f"{after[b]['best_tiles_per_s']} tiles/s (before {bases[b]['best_tiles_per_s']})")
+        baselines.append({"config": cfg["name"], **bases[b], "when": "before"})
+        baselines.append({"config": cfg["name"], **after[b], "when": "after"})
+    return points, baselines
+
+
+def main(argv=None) -> int:
+    p = _parser()
+    a = p.parse_args(argv)
+    plan = _plan(p, a)
     onnx = str(served_onnx(a.repository))  # the file Triton serves: same model on both sides
     tile_size = model_tile_size(a.repository)
     tile = sample_tiles(1, tile_size)[0]
     pa = PerfAnalyzer()
-    from serving.tritonserver import TritonServer
-
-    results = []
-    failed = []
+    points, baselines, failed = [], [], []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-triton-") as tmp:
             tmp = Path(tmp)
-            inputs = {}
-            for dtype, np_type in (("uint16", np.uint16), ("float32", np.float32)):
-                d = tmp / f"input-{dtype}"
-                d.mkdir()
-                tile.astype(np_type).tofile(d / "reflectance")  # raw binary, one file per input
-                inputs[dtype] = d
-            for i, cfg in enumerate(configs, 1):
-                bases = {b: baseline(onnx, tile, a.baseline_seconds, b) for b in batches}
-                for b, base in bases.items():
-                    log(f"[{i}/{len(configs)}] {cfg['name']}: in-process baseline at batch {b}: "
-                        f"{base['best_tiles_per_s']} tiles/s, p50 {base['best_p50_ms']} ms")
-                inst, threads = LAYOUTS[cfg["layout"]]
-                repo = repository_variant(tmp / f"repo-{cfg['name']}", instances=inst, threads=threads,
-                                          dynamic=cfg["dynamic"], dtype=cfg["dtype"],
-                                          queue_delay_us=a.queue_delay_us, source=a.repository)
-                server = TritonServer(repo, extra_args=a.server_args.split())
-                try:
-                    server.start()
-                    grid = [(b, sm, proto, c) for b in batches for sm in transports for proto in protocols
-                            for c in levels]
-                    for b, sm, proto, c in grid:
-                        base = bases[b]
-                        url = server.grpc_url if proto == "grpc" else server.http_url
-                        where = f"{proto} b={b} {'shm' if sm == 'system' else 'socket'} c={c}"
-                        try:
-                            r = run_perf_analyzer(pa, url, proto, c, inputs[cfg["dtype"]], a.window_requests,
-                                                  a.trials, tmp, batch=b, shared_memory=sm,
-                                                  output_bytes=4 * tile_size * tile_size * b)
-                        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one point, not the run
-                            failed.append({"config": cfg["name"], "protocol": proto, "concurrency": c,
-                                           "batch": b, "shared_memory": sm, "error": str(exc)[-600:]})
-                            log(f"    {where}: FAILED ({str(exc)[-200:]})")
-                            continue
-                        r.update(config=cfg["name"], layout=cfg["layout"], dynamic=cfg["dynamic"],
-                                 dtype=cfg["dtype"], protocol=proto, batch=b, shared_memory=sm,
-                                 baseline_tiles_per_s=base["best_tiles_per_s"],
-                                 baseline_p50_ms=base["best_p50_ms"],
-                                 ratio_to_inprocess=round(r["infer_per_s"] / base["best_tiles_per_s"], 3),
-                                 # one request at a time: against the best in-process latency, and against
-                                 # in-process with the instance's own thread count
-                                 latency_over_inprocess_ms=round(r["p50_ms"] - base["best_p50_ms"], 2),
-                                 latency_over_same_threads_ms=round(
-                                     r["p50_ms"] - base[f"1x{threads}"]["p50_ms"], 2))
-                        results.append(r)
-                        log(f"    {where}: {r['infer_per_s']:.1f}/s ({r['ratio_to_inprocess']:.2f}x "
-                            f"in-process), p50 {r['p50_ms']:.1f} ms, queue {r['server_queue_ms']:.1f} ms")
-                finally:
-                    server.cleanup()
-                # In-process again after the configuration: each ratio is to the mean of the two, so that
-                # the machine's drift during the configuration's minutes weighs on both sides.
-                after = {b: baseline(onnx, tile, a.baseline_seconds, b) for b in batches}
-                for r in results:
-                    if r.get("config") == cfg["name"] and "baseline" not in r:
-                        b = r["batch"]
-                        mean = (bases[b]["best_tiles_per_s"] + after[b]["best_tiles_per_s"]) / 2
-                        r.update(baseline_tiles_per_s=round(mean, 2),
-                                 baseline_before_after=[bases[b]["best_tiles_per_s"], after[b]["best_tiles_per_s"]],
-                                 ratio_to_inprocess=round(r["infer_per_s"] / mean, 3))
-                for b in batches:
-                    log(f"[{i}/{len(configs)}] {cfg['name']}: in-process after, batch {b}: "
-                        f"{after[b]['best_tiles_per_s']} tiles/s (before {bases[b]['best_tiles_per_s']})")
-                    results.append({"baseline": {"config": cfg["name"], **bases[b], "when": "before"}})
-                    results.append({"baseline": {"config": cfg["name"], **after[b], "when": "after"}})
+            inputs = write_inputs(tile, tmp)
+            for i, cfg in enumerate(plan["configs"], 1):
+                done, bases = measure_config(cfg, plan, a, pa, onnx, tile, inputs, tmp, failed,
+                                             f"[{i}/{len(plan['configs'])}]")
+                points += done
+                baselines += bases
     finally:
         pa.cleanup()
-    points = [r for r in results if "baseline" not in r]
-    baselines = [r["baseline"] for r in results if "baseline" in r]
     out = {"conditions": conditions(onnx), "tile": tile_size, "points": points, "baselines": baselines,
            "failed_points": failed,
            "settings": {"window_requests": a.window_requests, "trials": a.trials, "queue_delay_us": a.queue_delay_us,
-                        "concurrency": levels, "protocols": protocols, "batches": batches,
-                        "shared_memory": transports, "server_args": a.server_args,
+                        "concurrency": plan["levels"], "protocols": plan["protocols"], "batches": plan["batches"],
+                        "shared_memory": plan["transports"], "server_args": a.server_args,
                         "baseline_seconds": a.baseline_seconds}}
     print(json.dumps([{k: r[k] for k in ("config", "batch", "shared_memory", "protocol", "concurrency", "infer_per_s",
                                          "ratio_to_inprocess")}
@@ -226,7 +261,6 @@ def main(argv=None) -> int:
     if a.json:
         write_json(a.json, out)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -97,137 +97,159 @@ def dyn_effect(tr: dict) -> list[dict]:
     return rows
 
 
-def compute_targets(d: dict) -> tuple[list[dict], dict]:
-    t, extra = [], {}
+def _model_targets(d: dict) -> list[dict]:
+    """(a): the model's GFLOP/s against the machine's FP32 peak, and why it falls short."""
     m = d.get("models")
-    if m and "onnxruntime-fp32" in m["best"]:
-        b = m["best"]["onnxruntime-fp32"]
-        split = m.get("time_split", {})
-        detail = (f"{b['gflops_best']} GFLOP/s ({b['layout']}, batch {b['batch']}, {m['flops']['conv_gflop']:.2f} "
-                  f"GFLOP/tile) vs peak {m['peak']['gflops']} GFLOP/s")
-        if "onnxruntime-int8" in m["best"]:
-            detail += f"; the served INT8 file: {m['best']['onnxruntime-int8']['fraction_of_peak']:.2f} of the FP32 peak"
-        reason = ""
-        if b["fraction_of_peak"] < 0.75:
-            fp = split.get("fp32")
-            reason = ("onnxruntime's convolutions reach less of the peak than a large matrix product (small "
-                      "channel counts, memory-bound layers)" if not fp or "net_fraction_of_peak" not in fp else
-                      f"the input features computed in the graph before the U-Net (log-ratio, its anomaly, the "
-                      f"Huber-reweighted B12 regression, Gaussian blurs) are element-wise and memory-bound: "
-                      f"{100 * fp['features_share']:.0f} % of a tile's time (onnxruntime profile, 1 thread) for "
-                      f"{100 * (1 - m['flops']['net_conv_gflop'] / m['flops']['conv_gflop']):.1f} % of its FLOPs, "
-                      f"layout reorders {100 * fp['reorder_share']:.0f} %; the U-Net's layers alone run at "
-                      f"{fp['net_fraction_of_peak']:.2f} of the peak")
-        t.append(target("model GFLOP/s / FP32 peak (onnxruntime)", b["fraction_of_peak"], 0.75,
-                        b["fraction_of_peak"] >= 0.75, "x", detail, reason))
-    else:
-        t.append(target("model GFLOP/s / FP32 peak (onnxruntime)", None, 0.75, None))
+    if not (m and "onnxruntime-fp32" in m["best"]):
+        return [target("model GFLOP/s / FP32 peak (onnxruntime)", None, 0.75, None)]
+    b = m["best"]["onnxruntime-fp32"]
+    split = m.get("time_split", {})
+    detail = (f"{b['gflops_best']} GFLOP/s ({b['layout']}, batch {b['batch']}, {m['flops']['conv_gflop']:.2f} "
+              f"GFLOP/tile) vs peak {m['peak']['gflops']} GFLOP/s")
+    if "onnxruntime-int8" in m["best"]:
+        detail += f"; the served INT8 file: {m['best']['onnxruntime-int8']['fraction_of_peak']:.2f} of the FP32 peak"
+    reason = ""
+    if b["fraction_of_peak"] < 0.75:
+        fp = split.get("fp32")
+        reason = ("onnxruntime's convolutions reach less of the peak than a large matrix product (small "
+                  "channel counts, memory-bound layers)" if not fp or "net_fraction_of_peak" not in fp else
+                  f"the input features computed in the graph before the U-Net (log-ratio, its anomaly, the "
+                  f"Huber-reweighted B12 regression, Gaussian blurs) are element-wise and memory-bound: "
+                  f"{100 * fp['features_share']:.0f} % of a tile's time (onnxruntime profile, 1 thread) for "
+                  f"{100 * (1 - m['flops']['net_conv_gflop'] / m['flops']['conv_gflop']):.1f} % of its FLOPs, "
+                  f"layout reorders {100 * fp['reorder_share']:.0f} %; the U-Net's layers alone run at "
+                  f"{fp['net_fraction_of_peak']:.2f} of the peak")
+    return [target("model GFLOP/s / FP32 peak (onnxruntime)", b["fraction_of_peak"], 0.75,
+                   b["fraction_of_peak"] >= 0.75, "x", detail, reason)]
 
+
+def _triton_targets(d: dict, extra: dict) -> list[dict]:
+    """(b): Triton's throughput against in-process onnxruntime at >= 4 in flight, and its latency
+    over in-process at 1; the winners and dynamic batching's effect go into `extra`."""
     tr = d.get("triton")
-    if tr and tr.get("points"):
-        s = triton_summary(tr)
-        extra["triton_summary"] = s
-        extra["dynamic_batching"] = dyn_effect(tr)
-        loaded = [v for v in s.values() if v["ratio_at_4plus"] is not None]
-        if loaded:
-            best = max(loaded, key=lambda v: v["ratio_at_4plus"])
-            ok = best["ratio_at_4plus"] >= 0.95
-            plain = [v for v in loaded if v["batch"] == 1 and v["transport"] == "socket"]
-            plain_best = max(plain, key=lambda v: v["ratio_at_4plus"]) if plain else None
-            t.append(target("Triton / in-process onnxruntime at >= 4 in flight", best["ratio_at_4plus"], 0.95, ok, "x",
-                            f"best: {best['label']} (median over levels >= 4; lowest {best['min_ratio_at_4plus']})"
-                            + (f"; one tile per request over a socket: {plain_best['ratio_at_4plus']} "
-                               f"({plain_best['label']})" if plain_best and plain_best is not best else ""),
-                            "" if ok else "the server's per-request cost (Python backend, (de)serialisation, "
-                            "the client sharing the 2 cores) is not hidden behind the model's compute"))
-            extra["winner_throughput"] = best
-        else:
-            t.append(target("Triton / in-process onnxruntime at >= 4 in flight", None, 0.95, None))
-        ones = [v for v in s.values() if v["latency_over_inprocess_ms"] is not None and v["batch"] == 1]
-        if ones:
-            best1 = min(ones, key=lambda v: v["latency_over_inprocess_ms"])
-            ok = best1["latency_over_inprocess_ms"] <= 5.0
-            t.append(target("Triton latency over in-process at 1 in flight", best1["latency_over_inprocess_ms"], 5.0, ok,
-                            "ms", f"best: {best1['label']}: p50 {best1['p50_at_1_ms']} ms against the best "
-                            "in-process p50 (1 session x 2 or x 1 thread, one call at a time)",
-                            "" if ok else "per-request overhead of the Python backend and the transport"))
-            extra["winner_latency"] = best1
+    if not (tr and tr.get("points")):
+        return [target("Triton / in-process onnxruntime at >= 4 in flight", None, 0.95, None),
+                target("Triton latency over in-process at 1 in flight", None, 5.0, None, "ms")]
+    t = []
+    s = triton_summary(tr)
+    extra["triton_summary"] = s
+    extra["dynamic_batching"] = dyn_effect(tr)
+    loaded = [v for v in s.values() if v["ratio_at_4plus"] is not None]
+    if loaded:
+        best = max(loaded, key=lambda v: v["ratio_at_4plus"])
+        ok = best["ratio_at_4plus"] >= 0.95
+        plain = [v for v in loaded if v["batch"] == 1 and v["transport"] == "socket"]
+        plain_best = max(plain, key=lambda v: v["ratio_at_4plus"]) if plain else None
+        t.append(target("Triton / in-process onnxruntime at >= 4 in flight", best["ratio_at_4plus"], 0.95, ok, "x",
+                        f"best: {best['label']} (median over levels >= 4; lowest {best['min_ratio_at_4plus']})"
+                        + (f"; one tile per request over a socket: {plain_best['ratio_at_4plus']} "
+                           f"({plain_best['label']})" if plain_best and plain_best is not best else ""),
+                        "" if ok else "the server's per-request cost (Python backend, (de)serialisation, "
+                        "the client sharing the 2 cores) is not hidden behind the model's compute"))
+        extra["winner_throughput"] = best
     else:
         t.append(target("Triton / in-process onnxruntime at >= 4 in flight", None, 0.95, None))
-        t.append(target("Triton latency over in-process at 1 in flight", None, 5.0, None, "ms"))
+    ones = [v for v in s.values() if v["latency_over_inprocess_ms"] is not None and v["batch"] == 1]
+    if ones:
+        best1 = min(ones, key=lambda v: v["latency_over_inprocess_ms"])
+        ok = best1["latency_over_inprocess_ms"] <= 5.0
+        t.append(target("Triton latency over in-process at 1 in flight", best1["latency_over_inprocess_ms"], 5.0, ok,
+                        "ms", f"best: {best1['label']}: p50 {best1['p50_at_1_ms']} ms against the best "
+                        "in-process p50 (1 session x 2 or x 1 thread, one call at a time)",
+                        "" if ok else "per-request overhead of the Python backend and the transport"))
+        extra["winner_latency"] = best1
+    return t
 
+
+def _peer_targets(d: dict, extra: dict) -> list[dict]:
+    """(c): Triton's tiles/s over the plain web server's at >= 4 in flight (the ratios into `extra`)."""
     pe = d.get("peer")
-    if pe:
-        rows = pe["table"]
-        peer = {r["in_flight"]: r["tiles_per_s"] for r in rows if r["target"] == "peer"}
-        tritons = sorted({r["target"] for r in rows if r["target"].startswith("triton")})
-        ratios = {}
-        for name in tritons:
-            mine = {r["in_flight"]: r["tiles_per_s"] for r in rows if r["target"] == name}
-            ratios[name] = {c: round(mine[c] / peer[c], 3) for c in mine if c in peer and peer[c]}
-        extra["triton_vs_peer"] = ratios
-        loaded = {n: statistics.median([v for c, v in r.items() if c >= 4]) for n, r in ratios.items()
-                  if any(c >= 4 for c in r)}
-        if loaded:
-            name = max(loaded, key=loaded.get)
-            ok = loaded[name] > 1.0
-            t.append(target("Triton / peer (plain web server) at >= 4 in flight", round(loaded[name], 3), 1.0, ok, "x",
-                            f"{name}; shipped config: {_fmt(loaded.get('triton-shipped'), 3)}",
-                            "" if ok else "on 2 cores both are bounded by the model; the peer has no queue or "
-                            "extra process hop"))
-    else:
-        t.append(target("Triton / peer (plain web server) at >= 4 in flight", None, 1.0, None))
+    if not pe:
+        return [target("Triton / peer (plain web server) at >= 4 in flight", None, 1.0, None)]
+    rows = pe["table"]
+    peer = {r["in_flight"]: r["tiles_per_s"] for r in rows if r["target"] == "peer"}
+    tritons = sorted({r["target"] for r in rows if r["target"].startswith("triton")})
+    ratios = {}
+    for name in tritons:
+        mine = {r["in_flight"]: r["tiles_per_s"] for r in rows if r["target"] == name}
+        ratios[name] = {c: round(mine[c] / peer[c], 3) for c in mine if c in peer and peer[c]}
+    extra["triton_vs_peer"] = ratios
+    loaded = {n: statistics.median([v for c, v in r.items() if c >= 4]) for n, r in ratios.items()
+              if any(c >= 4 for c in r)}
+    if not loaded:
+        return []
+    name = max(loaded, key=loaded.get)
+    ok = loaded[name] > 1.0
+    return [target("Triton / peer (plain web server) at >= 4 in flight", round(loaded[name], 3), 1.0, ok, "x",
+                   f"{name}; shipped config: {_fmt(loaded.get('triton-shipped'), 3)}",
+                   "" if ok else "on 2 cores both are bounded by the model; the peer has no queue or "
+                   "extra process hop")]
 
+
+def _int8_targets(d: dict, extra: dict) -> list[dict]:
+    """INT8's speed-up over FP32 and its plume IoU against FP32's (the decision into `extra`)."""
     i8 = d.get("int8")
-    if i8:
-        sp = i8["speed"]["speedup"]
-        m_int8 = (m or {}).get("best", {}).get("onnxruntime-int8")
-        m_fp32 = (m or {}).get("best", {}).get("onnxruntime-fp32")
-        side = round(m_int8["tiles_per_s"] / m_fp32["tiles_per_s"], 3) if m_int8 and m_fp32 else None
-        t.append(target("INT8 speed-up over FP32 (onnxruntime)", sp, 1.4, sp >= 1.4, "x",
-                        f"batch {i8['speed']['batch']}, best layout of each, alternating; per layout: "
-                        + ", ".join(f"{k} {v['speedup']}" for k, v in i8["speed"].get("per_layout", {}).items())
-                        + f"; best-vs-best in (a): {_fmt(side, 3)}",
-                        "" if sp >= 1.4 else "measured below the bar: the layers left in FP32 (feature extraction, "
-                        "head) and the quantise/dequantise steps between the INT8 convolutions take their share"))
-        q = i8["quality"]
-        t.append(target("INT8 plume IoU - FP32 plume IoU", round(q["iou_delta"], 4), 0.01, q["iou_delta"] <= 0.01, "",
-                        f"{q['scenes']} test scenes, threshold {q['threshold']}: FP32 {q['iou_fp32']:.4f}, "
-                        f"INT8 {q['iou_int8']:.4f}; INT8 mask vs FP32 mask IoU {q['mask_iou_int8_vs_fp32']:.3f}",
-                        "" if q["iou_delta"] <= 0.01 else "quantisation moves pixels across the threshold"))
-        extra["int8_decision"] = {"serve": i8["serve"], "reason": i8["reason"]}
-    else:
-        t.append(target("INT8 speed-up over FP32 (onnxruntime)", None, 1.4, None))
-        t.append(target("INT8 plume IoU - FP32 plume IoU", None, 0.01, None))
+    if not i8:
+        return [target("INT8 speed-up over FP32 (onnxruntime)", None, 1.4, None),
+                target("INT8 plume IoU - FP32 plume IoU", None, 0.01, None)]
+    m = d.get("models")
+    sp = i8["speed"]["speedup"]
+    m_int8 = (m or {}).get("best", {}).get("onnxruntime-int8")
+    m_fp32 = (m or {}).get("best", {}).get("onnxruntime-fp32")
+    side = round(m_int8["tiles_per_s"] / m_fp32["tiles_per_s"], 3) if m_int8 and m_fp32 else None
+    q = i8["quality"]
+    extra["int8_decision"] = {"serve": i8["serve"], "reason": i8["reason"]}
+    return [target("INT8 speed-up over FP32 (onnxruntime)", sp, 1.4, sp >= 1.4, "x",
+                   f"batch {i8['speed']['batch']}, best layout of each, alternating; per layout: "
+                   + ", ".join(f"{k} {v['speedup']}" for k, v in i8["speed"].get("per_layout", {}).items())
+                   + f"; best-vs-best in (a): {_fmt(side, 3)}",
+                   "" if sp >= 1.4 else "measured below the bar: the layers left in FP32 (feature extraction, "
+                   "head) and the quantise/dequantise steps between the INT8 convolutions take their share"),
+            target("INT8 plume IoU - FP32 plume IoU", round(q["iou_delta"], 4), 0.01, q["iou_delta"] <= 0.01, "",
+                   f"{q['scenes']} test scenes, threshold {q['threshold']}: FP32 {q['iou_fp32']:.4f}, "
+                   f"INT8 {q['iou_int8']:.4f}; INT8 mask vs FP32 mask IoU {q['mask_iou_int8_vs_fp32']:.3f}",
+                   "" if q["iou_delta"] <= 0.01 else "quantisation moves pixels across the threshold")]
 
+
+def _upload_targets(d: dict) -> list[dict]:
+    """(e): p95 of one upload at a time through the web app."""
     up = d.get("upload")
     one = next((r for r in (up or {}).get("runs", []) if r["users"] == 1), None)
-    if one and one["p95_s"] is not None:
-        ok = one["p95_s"] <= 2.0 and one["errors"] == 0
-        t.append(target(f"p95 of one {one['size']}x{one['size']} upload through Flask", one["p95_s"], 2.0, ok, "s",
-                        f"{one['requests']} uploads, 1 user, {one['errors']} errors",
-                        "" if ok else "tiling, inference of the tiles and the result's files (previews, GeoTIFFs) "
-                        "add up above the bar"))
-    else:
-        t.append(target("p95 of one 1024x1024 upload through Flask", None, 2.0, None, "s"))
+    if not (one and one["p95_s"] is not None):
+        return [target("p95 of one 1024x1024 upload through Flask", None, 2.0, None, "s")]
+    ok = one["p95_s"] <= 2.0 and one["errors"] == 0
+    return [target(f"p95 of one {one['size']}x{one['size']} upload through Flask", one["p95_s"], 2.0, ok, "s",
+                   f"{one['requests']} uploads, 1 user, {one['errors']} errors",
+                   "" if ok else "tiling, inference of the tiles and the result's files (previews, GeoTIFFs) "
+                   "add up above the bar")]
 
+
+def _client_targets(d: dict) -> list[dict]:
+    """(d): the whole scene through the client against its time, and the client's peak memory."""
     cl = d.get("client")
-    if cl:
-        ok = cl["seconds"] <= cl["target_seconds"]
-        variants = "".join(f"; served {v['variant']} with {v['onnx']} over {v.get('transport', 'socket')}: "
-                           f"{v['seconds']} s ({v['size']} px)"
-                           for v in d.get("client_variants", []))
-        t.append(target(f"{cl['size']}x{cl['size']} scene through the client", cl["seconds"], cl["target_seconds"], ok,
-                        "s", f"{cl['tiles']} tiles ({cl.get('source_tiles')} again for the heat map, "
-                        f"{cl.get('source_views')} views each), "
-                        f"{cl['tiles_per_s']} tiles/s, {cl['protocol']}, batch "
-                        f"{cl['batch_size']}, {cl['concurrency']} in flight, Triton as shipped{variants}",
-                        "" if ok else f"{cl['tiles']} tiles at the model's speed take longer than the bar: fewer "
-                        "FLOPs per tile, larger tiles or less overlap are needed"))
-        ok = cl["peak_rss_mb"] <= cl["target_rss_mb"]
-        t.append(target("client peak RSS", cl["peak_rss_mb"], cl["target_rss_mb"], ok, "MB"))
-    else:
-        t.append(target("5490x5490 scene through the client", None, 20, None, "s"))
+    if not cl:
+        return [target("5490x5490 scene through the client", None, 20, None, "s")]
+    ok = cl["seconds"] <= cl["target_seconds"]
+    variants = "".join(f"; served {v['variant']} with {v['onnx']} over {v.get('transport', 'socket')}: "
+                       f"{v['seconds']} s ({v['size']} px)"
+                       for v in d.get("client_variants", []))
+    return [target(f"{cl['size']}x{cl['size']} scene through the client", cl["seconds"], cl["target_seconds"], ok,
+                   "s", f"{cl['tiles']} tiles ({cl.get('source_tiles')} again for the heat map, "
+                   f"{cl.get('source_views')} views each), "
+                   f"{cl['tiles_per_s']} tiles/s, {cl['protocol']}, batch "
+                   f"{cl['batch_size']}, {cl['concurrency']} in flight, Triton as shipped{variants}",
+                   "" if ok else f"{cl['tiles']} tiles at the model's speed take longer than the bar: fewer "
+                   "FLOPs per tile, larger tiles or less overlap are needed"),
+            target("client peak RSS", cl["peak_rss_mb"], cl["target_rss_mb"], cl["peak_rss_mb"] <= cl["target_rss_mb"],
+                   "MB")]
+
+
+def compute_targets(d: dict) -> tuple[list[dict], dict]:
+    """The target rows, in the order of the issue, and what was derived on the way (winners,
+    dynamic batching, ratios to the peer, the INT8 decision)."""
+    extra = {}
+    t = (_model_targets(d) + _triton_targets(d, extra) + _peer_targets(d, extra) + _int8_targets(d, extra)
+         + _upload_targets(d) + _client_targets(d))
     return t, extra
 
 
@@ -339,7 +361,8 @@ def cost_budget(d: dict, scene: int = 5490, seconds: float = 20.0, overlap: int 
     return out
 
 
-def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: str) -> str:
+def _md_header(d: dict, title: str) -> list[str]:
+    """The title, the conditions of the run and the parts that failed."""
     cond = next((d[p]["conditions"] for p in PARTS if p in d and "conditions" in d[p]), {})
     L = [f"# {title}", ""]
     L += [f"Measured {cond.get('date_utc', '?')} on {cond.get('cpu', '?')}, {cond.get('cores', '?')} cores "
@@ -350,7 +373,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
           "other; these machines drift by about +-10 %.", ""]
     if d.get("errors"):
         L += ["**Parts that failed to run:** " + "; ".join(f"{k}: {v}" for k, v in d["errors"].items()), ""]
-    L += ["## Targets", "", "| target | measured | goal | status | detail / reason for a miss |", "|---|---|---|---|---|"]
+    return L
+
+
+def _md_targets(targets: list[dict], png_name: str) -> list[str]:
+    """The targets table and the plot."""
+    L = ["## Targets", "", "| target | measured | goal | status | detail / reason for a miss |", "|---|---|---|---|---|"]
     for t in targets:
         op = "≤" if t["unit"] in ("ms", "s", "MB") or "IoU" in t["target"] else "≥"
         if "peer" in t["target"]:
@@ -359,6 +387,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
         L.append(f"| {t['target']} | {_fmt(t['measured'], 3)} {t['unit']} | {op} {t['goal']} {t['unit']} | "
                  f"{t['status']} | {why} |")
     L += ["", f"![results]({png_name})", ""]
+    return L
+
+
+def _md_ship(extra: dict) -> list[str]:
+    """The configuration to ship: the winners for throughput and latency, dynamic batching's effect."""
+    L = []
     if extra.get("winner_throughput") or extra.get("winner_latency"):
         L += ["## Configuration to ship", ""]
         w = extra.get("winner_throughput")
@@ -378,6 +412,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                          "costs the same per tile, so batching can only add its queue delay; on a GPU it is where "
                          "the gain is (perf/gpu.sh).")
         L.append("")
+    return L
+
+
+def _md_models(d: dict) -> list[str]:
+    """(a): the model in-process, per engine, layout and batch, and where a tile's time goes."""
+    L = []
     m = d.get("models")
     if m:
         L += ["## (a) The model in-process", "",
@@ -401,6 +441,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                 L.append(f"| {k} | {v['ms_per_tile']} | {100 * v['net_share']:.0f} % | {100 * v['features_share']:.0f} % "
                          f"| {100 * v['reorder_share']:.0f} % | {_fmt(v.get('net_fraction_of_peak'))} |")
             L.append("")
+    return L
+
+
+def _md_int8(d: dict) -> list[str]:
+    """INT8: speed, quality and the decision."""
+    L = []
     i8 = d.get("int8")
     if i8:
         q, s = i8["quality"], i8["speed"]
@@ -418,6 +464,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                  "and the flagged scenes beside it." if q["iou_fp32"] < 0.1 else ""),
               f"- Decision: {'INT8 may be served' if i8['serve'] else 'FP32 stays'} ({i8['reason']}). "
               "model_repository/ is not changed by the benchmark.", ""]
+    return L
+
+
+def _md_triton(d: dict, extra: dict) -> list[str]:
+    """(b): every point of the perf_analyzer grid, failed points, dynamic batching on vs off."""
+    L = []
     tr = d.get("triton")
     if tr:
         L += ["## (b) Triton under perf_analyzer", "",
@@ -444,6 +496,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                 L.append(f"| {r['layout']} | {r['dtype']} | {r['protocol']} | {r['concurrency']} | {r['on']} | "
                          f"{r['off']} | {r['gain']} |")
             L.append("")
+    return L
+
+
+def _md_triton_local(d: dict, extra: dict) -> list[str]:
+    """(b2): 1 and 8 tiles per request, over the socket and through shared memory."""
+    L = []
     loc = d.get("triton_local")
     if loc:
         L += ["### (b2) Eight tiles per request, and tensors through shared memory", "",
@@ -469,6 +527,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                 L.append(f"| {v['config']} | {v['protocol']} | {v['batch']} | {v['transport']} | "
                          f"{v['ratio_at_4plus']} | {v['min_ratio_at_4plus']} |")
             L.append("")
+    return L
+
+
+def _md_peer(d: dict) -> list[str]:
+    """(c): Triton beside the plain web server."""
+    L = []
     pe = d.get("peer")
     if pe:
         L += ["## (c) Triton beside a plain web server running the model in each request", "",
@@ -478,6 +542,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
         for r in sorted(pe["table"], key=lambda r: (r["in_flight"], r["target"])):
             L.append(f"| {r['target']} | {r['in_flight']} | {r['tiles_per_s']} | {r['p50_ms']} | {r['p95_ms']} |")
         L.append("")
+    return L
+
+
+def _md_budget(d: dict) -> list[str]:
+    """What the 5490 x 5490 target allows the model per tile."""
+    L = []
     budget = cost_budget(d)
     if budget:
         L += ["## The model's cost against the 5490 x 5490 target", "",
@@ -494,6 +564,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                      f"{budget['served_val_iou']:.4f} (metadata.json); a cheaper model must be judged on the same "
                      "quality figures (`make model`, docs/report).")
         L.append("")
+    return L
+
+
+def _md_client(d: dict) -> list[str]:
+    """(d): the whole scene through the client, as shipped and served otherwise."""
+    L = []
     cl = d.get("client")
     if cl:
         L += ["## (d) The client on a whole scene", "",
@@ -516,6 +592,12 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
                          f"{v['tiles']} ({v.get('source_tiles')} x {v.get('source_views')}) | {v['seconds']} | "
                          f"{v['tiles_per_s']} | {v['peak_rss_mb']} |")
             L.append("")
+    return L
+
+
+def _md_upload(d: dict) -> list[str]:
+    """(e): the Locust runs against the web app."""
+    L = []
     up = d.get("upload")
     if up:
         L += ["## (e) Locust against the Flask API", "",
@@ -527,6 +609,22 @@ def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: st
             L.append(f"| {r['users']} | {r['size']} | {r['requests']} | {r['errors']} | {_fmt(r['requests_per_s'])} | "
                      f"{_fmt(r['p50_s'])} | {_fmt(r['p95_s'])} | {_fmt(r['p99_s'])} | {r['locust']['p95_ms']} |")
         L.append("")
+    return L
+
+
+def markdown(d: dict, targets: list[dict], extra: dict, title: str, png_name: str) -> str:
+    """RESULTS.md: the conditions, the targets, the configuration to ship, then one section per part."""
+    L = (_md_header(d, title)
+         + _md_targets(targets, png_name)
+         + _md_ship(extra)
+         + _md_models(d)
+         + _md_int8(d)
+         + _md_triton(d, extra)
+         + _md_triton_local(d, extra)
+         + _md_peer(d)
+         + _md_budget(d)
+         + _md_client(d)
+         + _md_upload(d))
     return "\n".join(L) + "\n"
 
 

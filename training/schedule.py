@@ -58,3 +58,35 @@ def stop_reason(epoch: int, started: float, max_minutes: float, timed: TimedOneC
     if timed is not None and timed.frac >= 1:
         return f"{timed.seconds / 60:g} min of training done after epoch {epoch + 1}"
     return None
+
+
+def run_steps(steps: int, desc: str, one_step, timed: TimedOneCycle | None = None,
+              mininterval: float = 5.0) -> float:
+    """An epoch: up to `steps` calls of one_step() (one optimiser step each, returning its loss)
+    behind a progress bar, fewer when the timed cycle ends first. Returns the running loss (an
+    exponential average, started at the first step's)."""
+    from tqdm import tqdm
+
+    run = 0.0
+    bar = tqdm(range(steps), desc=desc, mininterval=mininterval)
+    for i in bar:
+        if timed is not None and not timed.step():
+            break
+        loss = one_step()
+        run = 0.95 * run + 0.05 * loss if i else loss
+        bar.set_postfix(loss=f"{run:.3f}")
+    return run
+
+
+def end_epoch(out, metrics: dict, epoch: int, started: float, max_minutes: float,
+              timed: TimedOneCycle | None) -> bool:
+    """Appends the epoch's metrics to OUT/history.jsonl; True (the reason printed) when the run
+    stops after this epoch (`stop_reason`)."""
+    import json
+
+    with open(out / "history.jsonl", "a") as fh:
+        fh.write(json.dumps(metrics) + "\n")
+    why = stop_reason(epoch, started, max_minutes, timed)
+    if why:
+        print(why, flush=True)
+    return bool(why)

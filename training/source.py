@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from training.data import HEAD_RADIUS_PX, CropSampler, list_scenes, load_scenes, visible_labels
 from training.model import PlumeNet, SourcePlumeNet, load_checkpoint
-from training.schedule import TimedOneCycle, stop_reason
+from training.schedule import TimedOneCycle, end_epoch, run_steps
 
 SIGMA_PX = 1.5
 MATCH_PX = 2.0  # a peak this close to a true source found it
@@ -104,9 +103,7 @@ def validate(model: SourcePlumeNet, x: np.ndarray, heat: np.ndarray, tau: float,
             "val_sources": total, "val_scenes": int(len(x)), "tau": tau}
 
 
-def main(argv: list[str]) -> int:
-    from core.plumes import HEAT_TAU
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="methane-seg train-source",
                                 description="train a source heat-map branch onto a trained plume network")
     p.add_argument("--base", required=True, type=Path, help="plume network: a checkpoint (.pt) of `train` or of `import-onnx`")
@@ -134,20 +131,20 @@ def main(argv: list[str]) -> int:
     p.add_argument("--minutes", type=float, default=0,
                    help="train for this many minutes of wall-clock time: the one-cycle schedule runs over time "
                         "(training/schedule.py) and --epochs is only an upper bound (0: by epochs)")
-    a = p.parse_args(argv)
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Refuse shares and counts out of range (argparse's error: usage and exit 2)."""
     if not (0 <= a.source_frac and 0 <= a.plume_frac and a.source_frac + a.plume_frac <= 1):
         p.error("--source-frac and --plume-frac must be shares that add up to at most 1")
     if a.sigma <= 0 or a.epochs < 1 or a.steps_per_epoch < 1 or a.minutes < 0:
         p.error("--sigma, --epochs, --steps-per-epoch and --minutes must be positive")
-    try:
-        base, base_ck = load_base(a.base)
-    except (OSError, ValueError, KeyError) as exc:
-        p.error(f"cannot load the base network {a.base}: {exc}")
-    torch.manual_seed(a.seed)
-    torch.set_num_threads(a.threads)
-    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
-    a.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+
+
+def _load_data(a: argparse.Namespace, t0: float):
+    """Training scenes, their (visible) labels and heat targets, and the validation scenes and their
+    heat targets: xt, yt, ht, xv, hv."""
     limit = a.max_train or None
     xt, yt = load_scenes(a.data / "train", limit)
     if a.visible_drop > 0:
@@ -159,78 +156,109 @@ def main(argv: list[str]) -> int:
     hv = heat_targets(a.data / "val", yv, a.sigma, a.max_val or None)
     print(f"loaded {len(xt)} train / {len(xv)} val scenes, {int((ht >= 0.999).sum())} / "
           f"{int((hv >= 0.999).sum())} sources with a visible head, in {time.time() - t0:.0f} s", flush=True)
+    return xt, yt, ht, xv, hv
+
+
+def _continue_from(p: argparse.ArgumentParser, path: Path, model: SourcePlumeNet, xv: np.ndarray) -> tuple[int, list]:
+    """Load an earlier train-source checkpoint's weights into model (--init), refused (argparse's
+    error) unless it was trained on the same base; the epochs and learning-rate cycles it ran."""
+    # The same base gives the same plume output (the encoder's deeper layers, which a shallow
+    # U-Net never runs, are not compared: they are whatever the rebuilt network started with).
+    probe = torch.from_numpy(np.ascontiguousarray(xv[:2, :, :64, :64], dtype=np.float32))
+    model.eval()
+    with torch.no_grad():
+        before = model.encode(probe)[1]
+    try:
+        init = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(init["model"])
+    except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        p.error(f"cannot continue from {path}: {exc}")
+    with torch.no_grad():
+        after = model.encode(probe)[1]
+    if not torch.allclose(before, after, rtol=0, atol=1e-5):
+        p.error(f"{path} was trained on another base network (its plume logits differ by up to "
+                f"{float((before - after).abs().max()):.3g})")
+    earlier = init.get("source", {})
+    prior_epochs = int(earlier.get("epochs", 0))
+    schedule = list(earlier.get("schedule") or
+                    [{"epochs": prior_epochs, "lr": float(earlier.get("args", {}).get("lr", "nan"))}])
+    print(f"continuing from {path} ({prior_epochs} epochs)", flush=True)
+    return prior_epochs, schedule
+
+
+def _train_epoch(model: SourcePlumeNet, opt, sched, sampler, a: argparse.Namespace, device, epoch: int,
+                 timed) -> float:
+    """One epoch of the branch (the base frozen); the running loss."""
+    model.train()
+
+    def one_step() -> float:
+        xb, _, hb = (torch.from_numpy(t).to(device) for t in sampler.batch(a.batch_size))
+        with torch.no_grad():
+            f, plume = model.encode(xb)
+        loss = heat_loss(model.source_logits(f, plume), hb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if timed is None:
+            sched.step()
+        return loss.item()
+
+    return run_steps(a.steps_per_epoch, f"epoch {epoch + 1}/{a.epochs}", one_step, timed, mininterval=10)
+
+
+def _checkpoint(model: SourcePlumeNet, base_ck: dict, a: argparse.Namespace, metrics: dict, epoch: int,
+                prior_epochs: int, schedule: list) -> dict:
+    """What OUT/last.pt and OUT/best.pt hold: the base's threshold and metrics, the whole network's
+    weights and normalisation, and the branch's training (epochs, cycles, validation)."""
+    return {**{k: base_ck[k] for k in ("threshold", "val_metrics", "trained_scenes", "epoch") if k in base_ck},
+            "model": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": model.arch, "features": model.feature_set,
+            "norm_mean": model.mean.flatten().tolist(), "norm_std": model.std.flatten().tolist(),
+            "source": {"sigma": a.sigma, "epochs": prior_epochs + epoch + 1, "base": str(a.base),
+                       "val_metrics": metrics, "args": {k: str(v) for k, v in vars(a).items()},
+                       "schedule": schedule + [{"epochs": epoch + 1, "lr": a.lr,
+                                                   **({"minutes": a.minutes} if a.minutes else {})}]}}
+
+
+def main(argv: list[str]) -> int:
+    from core.plumes import HEAT_TAU
+
+    p = _parser()
+    a = p.parse_args(argv)
+    _check_args(p, a)
+    try:
+        base, base_ck = load_base(a.base)
+    except (OSError, ValueError, KeyError) as exc:
+        p.error(f"cannot load the base network {a.base}: {exc}")
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
+    a.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    xt, yt, ht, xv, hv = _load_data(a, t0)
 
     model = SourcePlumeNet.from_plumenet(base)
-    prior_epochs, schedule = 0, []  # epochs and learning-rate cycles of the run continued (--init)
-    if a.init is not None:
-        # The same base gives the same plume output (the encoder's deeper layers, which a shallow
-        # U-Net never runs, are not compared: they are whatever the rebuilt network started with).
-        probe = torch.from_numpy(np.ascontiguousarray(xv[:2, :, :64, :64], dtype=np.float32))
-        model.eval()
-        with torch.no_grad():
-            before = model.encode(probe)[1]
-        try:
-            init = torch.load(a.init, map_location="cpu", weights_only=False)
-            model.load_state_dict(init["model"])
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-            p.error(f"cannot continue from {a.init}: {exc}")
-        with torch.no_grad():
-            after = model.encode(probe)[1]
-        if not torch.allclose(before, after, rtol=0, atol=1e-5):
-            p.error(f"{a.init} was trained on another base network (its plume logits differ by up to "
-                    f"{float((before - after).abs().max()):.3g})")
-        earlier = init.get("source", {})
-        prior_epochs = int(earlier.get("epochs", 0))
-        schedule = list(earlier.get("schedule") or
-                        [{"epochs": prior_epochs, "lr": float(earlier.get("args", {}).get("lr", "nan"))}])
-        print(f"continuing from {a.init} ({prior_epochs} epochs)", flush=True)
+    # epochs and learning-rate cycles of the run continued (--init)
+    prior_epochs, schedule = _continue_from(p, a.init, model, xv) if a.init is not None else (0, [])
     model = model.to(device)
     for q in model.base_parameters():
         q.requires_grad_(False)
-    params = model.source_parameters()
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.source_parameters(), lr=a.lr, weight_decay=1e-4)
     total = a.epochs * a.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
     sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1, plume_frac=a.plume_frac, heads=ht, head_frac=a.source_frac)
     best = -1.0
     timed = TimedOneCycle(opt, a.lr, a.minutes) if a.minutes else None
     for epoch in range(a.epochs):
-        model.train()
-        run = 0.0
-        bar = tqdm(range(a.steps_per_epoch), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=10)
-        for i in bar:
-            if timed is not None and not timed.step():
-                break
-            xb, _, hb = (torch.from_numpy(t).to(device) for t in sampler.batch(a.batch_size))
-            with torch.no_grad():
-                f, plume = model.encode(xb)
-            loss = heat_loss(model.source_logits(f, plume), hb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if timed is None:
-                sched.step()
-            run = 0.95 * run + 0.05 * loss.item() if i else loss.item()
-            bar.set_postfix(loss=f"{run:.3f}")
+        run = _train_epoch(model, opt, sched, sampler, a, device, epoch, timed)
         metrics = validate(model, xv, hv, HEAT_TAU, device)
         metrics.update(epoch=epoch + 1, loss=run, minutes=(time.time() - t0) / 60)
         print(json.dumps(metrics), flush=True)
-        ck = {**{k: base_ck[k] for k in ("threshold", "val_metrics", "trained_scenes", "epoch") if k in base_ck},
-              "model": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": model.arch, "features": model.feature_set,
-              "norm_mean": model.mean.flatten().tolist(), "norm_std": model.std.flatten().tolist(),
-              "source": {"sigma": a.sigma, "epochs": prior_epochs + epoch + 1, "base": str(a.base),
-                         "val_metrics": metrics, "args": {k: str(v) for k, v in vars(a).items()},
-                         "schedule": schedule + [{"epochs": epoch + 1, "lr": a.lr,
-                                                     **({"minutes": a.minutes} if a.minutes else {})}]}}
+        ck = _checkpoint(model, base_ck, a, metrics, epoch, prior_epochs, schedule)
         torch.save(ck, a.out / "last.pt")
         if metrics["source_recall"] > best:
             best = metrics["source_recall"]
             torch.save(ck, a.out / "best.pt")
-        with open(a.out / "history.jsonl", "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-        why = stop_reason(epoch, t0, a.max_minutes, timed)
-        if why:
-            print(why, flush=True)
+        if end_epoch(a.out, metrics, epoch, t0, a.max_minutes, timed):
             break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best source recall {best:.3f}", flush=True)
     return 0

@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
 from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, SourcePlumeNet, features, load_checkpoint
-from training.schedule import TimedOneCycle, stop_reason
+from training.schedule import TimedOneCycle, end_epoch, run_steps
 
 ARCH = {
     "arch": "Unet",
@@ -131,7 +130,7 @@ def save(path, model, opt, sched, epoch, step, best, metrics, args, n_train):
     }, path)
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="methane-seg train", description="train the plume segmentation model")
     p.add_argument("--data", required=True, type=Path, help="folder with train/ and val/ scenes")
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder")
@@ -173,7 +172,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--visible-drop", type=float, default=0.0,
                    help="train on plume pixels whose B12/B11 drop is at least this (0: the product's labels); "
                         "validation always uses the product's labels")
-    a = p.parse_args(argv)
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Refuse flags that contradict each other (argparse's error: usage and exit 2)."""
     if a.minutes < 0 or (a.minutes and a.resume):
         p.error("--minutes must be positive and cannot continue a run (--resume)")
     if a.init is not None and a.resume:
@@ -183,22 +186,22 @@ def main(argv: list[str]) -> int:
     if not (0 <= a.head_frac and 0 <= a.plume_frac and a.head_frac + a.plume_frac <= 1) or a.head_weight <= 0:
         p.error("--head-frac and --plume-frac must be shares that add up to at most 1, --head-weight positive")
 
-    torch.manual_seed(a.seed)
-    torch.set_num_threads(a.threads)
-    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
-    a.out.mkdir(parents=True, exist_ok=True)
 
-    model = None
-    if a.init is not None:  # checked before the scenes are loaded, which takes minutes
-        try:
-            model, _ = load_checkpoint(a.init)
-            if isinstance(model, SourcePlumeNet):
-                raise ValueError("it has a source branch (a train-source checkpoint)")
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-            p.error(f"cannot start from {a.init}: {exc}")
-        print(f"starting from {a.init} (its architecture, features {model.feature_set} and normalisation)", flush=True)
+def _init_network(p: argparse.ArgumentParser, path: Path) -> PlumeNet:
+    """The network of a plume checkpoint to start from (--init); argparse's error if it is not one."""
+    try:
+        model, _ = load_checkpoint(path)
+        if isinstance(model, SourcePlumeNet):
+            raise ValueError("it has a source branch (a train-source checkpoint)")
+    except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        p.error(f"cannot start from {path}: {exc}")
+    print(f"starting from {path} (its architecture, features {model.feature_set} and normalisation)", flush=True)
+    return model
 
-    t0 = time.time()
+
+def _load_data(a: argparse.Namespace, t0: float):
+    """Training scenes and their targets (labels, or the visible share of them; the plume heads when
+    crops or weights need them, else None) and the validation scenes: xt, yt, heads, xv, yv."""
     xt, yt = load_scenes(a.data / "train", a.max_train or None)
     if a.visible_drop > 0:
         yt = visible_labels(a.data / "train", a.max_train or None, a.visible_drop)
@@ -211,69 +214,100 @@ def main(argv: list[str]) -> int:
               f"{int((heads.reshape(len(heads), -1).max(1) > 0).sum())} scenes", flush=True)
     xv, yv = load_scenes(a.data / "val", a.max_val or None)
     print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
+    return xt, yt, heads, xv, yv
 
-    if model is None:
-        mean, std = norm_stats(xt, feature_set=a.features)
-        arch = {"arch": a.arch, "encoder_name": a.encoder, "encoder_depth": a.encoder_depth}
-        if a.arch in ("Unet", "UnetPlusPlus"):
-            arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
-        model = PlumeNet(arch, mean, std, a.features)
-    model = model.to(device)
+
+def _new_network(a: argparse.Namespace, xt: np.ndarray) -> PlumeNet:
+    """A fresh network of the flags' architecture, normalised on the training scenes."""
+    mean, std = norm_stats(xt, feature_set=a.features)
+    arch = {"arch": a.arch, "encoder_name": a.encoder, "encoder_depth": a.encoder_depth}
+    if a.arch in ("Unet", "UnetPlusPlus"):
+        arch["decoder_channels"] = [int(c) for c in a.decoder_channels.split(",")]
+    return PlumeNet(arch, mean, std, a.features)
+
+
+def _optimiser(model, a: argparse.Namespace, total: int):
+    """AdamW and its one-cycle schedule over `total` steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
+    return opt, sched
+
+
+def _resume(last: Path, a: argparse.Namespace, total: int, device):
+    """Network, optimiser and schedule of OUT/last.pt, and where it stopped: the first epoch to run,
+    the step count and the best validation IoU."""
+    ck = torch.load(last, map_location=device, weights_only=False)
+    model = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES)).to(device)
+    model.load_state_dict(ck["model"])
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    opt.load_state_dict(ck["optimizer"])
+    # (the schedule is made after the optimiser's state is loaded, and sets its first rate)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
+    sched.load_state_dict(ck["scheduler"])
+    sched.total_steps = total  # --epochs may have grown since the checkpoint
+    print(f"resumed from {last} at epoch {ck['epoch'] + 1}", flush=True)
+    return model, opt, sched, (ck["epoch"] + 1, ck["step"], ck["best_iou"])
+
+
+def _train_epoch(model, opt, sched, loss_fn, sampler, a: argparse.Namespace, device, epoch: int, steps: int,
+                 step: int, total: int, timed) -> tuple[float, int]:
+    """One epoch of `steps` steps (fewer when the timed cycle ends first); the schedule steps up to
+    `total`. Returns the running loss and the step count after the epoch."""
+    model.train()
+    count = [step]
+
+    def one_step() -> float:
+        xb, yb, hb = sampler.batch(a.batch_size)
+        xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
+        weight = None if a.head_weight == 1.0 else 1.0 + (a.head_weight - 1.0) * torch.from_numpy(hb).to(device)
+        loss = loss_fn(model(xb), yb, weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if timed is None and count[0] < total:
+            sched.step()
+        count[0] += 1
+        return loss.item()
+
+    run = run_steps(steps, f"epoch {epoch + 1}/{a.epochs}", one_step, timed, mininterval=5)
+    return run, count[0]
+
+
+def main(argv: list[str]) -> int:
+    p = _parser()
+    a = p.parse_args(argv)
+    _check_args(p, a)
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
+    a.out.mkdir(parents=True, exist_ok=True)
+    # --init is checked before the scenes are loaded, which takes minutes
+    model = _init_network(p, a.init) if a.init is not None else None
+    t0 = time.time()
+    xt, yt, heads, xv, yv = _load_data(a, t0)
+    model = (model if model is not None else _new_network(a, xt)).to(device)
     loss_fn = make_loss(a.loss, a.pos_weight, a.dice_weight)
     spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
     total = a.epochs * spe
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
+    opt, sched = _optimiser(model, a, total)
     start_epoch, step, best = 0, 0, -1.0
     last = a.out / "last.pt"
     if a.resume and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        model = PlumeNet(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES)).to(device)
-        model.load_state_dict(ck["model"])
-        opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
-        opt.load_state_dict(ck["optimizer"])
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
-        sched.load_state_dict(ck["scheduler"])
-        sched.total_steps = total  # --epochs may have grown since the checkpoint
-        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_iou"]
-        print(f"resumed from {last} at epoch {start_epoch}", flush=True)
+        model, opt, sched, (start_epoch, step, best) = _resume(last, a, total, device)
 
     sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch, plume_frac=a.plume_frac,
                           heads=heads, head_frac=a.head_frac)
-    history = []
     timed = TimedOneCycle(opt, a.lr, a.minutes) if a.minutes else None
     for epoch in range(start_epoch, a.epochs):
-        model.train()
-        run = 0.0
-        bar = tqdm(range(spe), desc=f"epoch {epoch + 1}/{a.epochs}", mininterval=5)
-        for i in bar:
-            if timed is not None and not timed.step():
-                break
-            xb, yb, hb = sampler.batch(a.batch_size)
-            xb, yb = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
-            weight = None if a.head_weight == 1.0 else 1.0 + (a.head_weight - 1.0) * torch.from_numpy(hb).to(device)
-            loss = loss_fn(model(xb), yb, weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if timed is None and step < total:
-                sched.step()
-            step += 1
-            run = 0.95 * run + 0.05 * loss.item() if i else loss.item()
-            bar.set_postfix(loss=f"{run:.3f}")
+        run, step = _train_epoch(model, opt, sched, loss_fn, sampler, a, device, epoch, spe, step, total, timed)
         metrics = evaluate(model, xv, yv, device)
         metrics.update(epoch=epoch + 1, loss=run, minutes=(time.time() - t0) / 60)
-        history.append(metrics)
         print(json.dumps(metrics), flush=True)
         save(last, model, opt, sched, epoch, step, best, metrics, a, len(xt))
         if metrics["iou"] > best:
             best = metrics["iou"]
             save(a.out / "best.pt", model, opt, sched, epoch, step, best, metrics, a, len(xt))
-        with open(a.out / "history.jsonl", "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-        why = stop_reason(epoch, t0, a.max_minutes, timed)
-        if why:
-            print(why, flush=True)
+        if end_epoch(a.out, metrics, epoch, t0, a.max_minutes, timed):
             break
     print(f"done in {(time.time() - t0) / 60:.1f} min; best val IoU {best:.3f}", flush=True)
     return 0

@@ -66,7 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
     def readyz():
         checks, ready = {}, True
         try:
-            # A fresh client: the answer is today's, not the cached one.
+            # A fresh client: the model version served now, not the one cached at start.
             info = make_segmenter(cfg, timeout=3.0, retries=1).model_info()
             checks["triton"] = {"ok": True, "model": service.segmenter.model_name, "version": info["version"]}
             if info["version"] != service.segmenter.model_info().get("version"):

@@ -129,6 +129,90 @@ def _require_key(doc: dict) -> None:
             operation["responses"]["401"] = _err("no valid API key (header X-API-Key)")
 
 
+def _segment_path() -> dict:
+    """POST /api/v1/segment: an upload answered at once, from the store, or as a job."""
+    return {
+        "/api/v1/segment": {"post": {
+            "summary": "Segment one scene",
+            "description": "Scenes up to SYNC_MAX_PIXELS (2048 x 2048) are answered at once (201); "
+                           "larger ones become a background job (202, poll its Location). An upload "
+                           "identical to an earlier one under the same model version is answered from "
+                           "the stored result (200, cached: true).",
+            "operationId": "segment",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {
+                "201": _ok("the new result", "#/components/schemas/Result"),
+                "200": _ok("the stored result of an identical upload", "#/components/schemas/Result"),
+                "202": _ok("a background job for a large scene", "#/components/schemas/Job"),
+                **UPLOAD_ERRORS,
+            },
+        }}
+    }
+
+
+def _result_paths() -> dict:
+    """The stored results (a page of them, one, its files) and the background jobs."""
+    return {
+        "/api/v1/results": {"get": {
+            "summary": "Results, newest first",
+            "operationId": "listResults",
+            "parameters": [
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
+                {"name": "per_page", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 20}},
+            ],
+            "responses": {"200": _ok("one page of results", "#/components/schemas/ResultPage"),
+                          "400": _err("bad paging parameters")},
+        }},
+        "/api/v1/results/{result_id}": {"get": {
+            "summary": "One result with its plumes and files",
+            "operationId": "getResult",
+            "parameters": [{"name": "result_id", "in": "path", "required": True, "schema": ID}],
+            "responses": {"200": _ok("the result", "#/components/schemas/Result"),
+                          "404": _err("no such result")},
+        }},
+        "/api/v1/results/{result_id}/files/{kind}": {"get": {
+            "summary": "A result's file",
+            "operationId": "getResultFile",
+            "parameters": [
+                {"name": "result_id", "in": "path", "required": True, "schema": ID},
+                {"name": "kind", "in": "path", "required": True, "schema": {
+                    "type": "string", "enum": ["mask", "prob", "geojson", "png", "preview_rgb", "preview_swir"]}},
+            ],
+            "responses": {
+                "200": {"description": "the file", "content": {
+                    "image/tiff": {"schema": {"type": "string", "format": "binary"}},
+                    "application/geo+json": {"schema": {"type": "object"}},
+                    "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                "404": _err("no such result or file"),
+            },
+        }},
+        "/api/v1/jobs/{job_id}": {"get": {
+            "summary": "A background job's progress",
+            "operationId": "getJob",
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": ID}],
+            "responses": {"200": _ok("the job", "#/components/schemas/Job"), "404": _err("no such job")},
+        }}
+    }
+
+
+def _service_paths() -> dict:
+    """Liveness, readiness and Prometheus metrics (no API key on these)."""
+    return {
+        "/healthz": {"get": {"summary": "The process is up", "operationId": "healthz",
+                             "responses": {"200": {"description": "up"}}}},
+        "/readyz": {"get": {"summary": "Triton's model is ready and the database reachable",
+                            "operationId": "readyz",
+                            "responses": {"200": {"description": "ready"},
+                                          "503": {"description": "not ready; the body says which check failed"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                             "responses": {"200": {"description": "text exposition format",
+                                                   "content": {"text/plain": {}}}}}}
+    }
+
+
 def openapi_document(api_key: bool = False) -> dict:
     """The document; with `api_key` (the server has API_KEY set) the JSON API's operations require it."""
     doc = {
@@ -139,74 +223,7 @@ def openapi_document(api_key: bool = False) -> dict:
             "description": "Find methane plumes in Sentinel-2 L1C scenes: upload one 6-band GeoTIFF "
                            "(B2, B3, B4, B8, B11, B12, uint16 reflectance x 10000, projected CRS).",
         },
-        "paths": {
-            "/api/v1/segment": {"post": {
-                "summary": "Segment one scene",
-                "description": "Scenes up to SYNC_MAX_PIXELS (2048 x 2048) are answered at once (201); "
-                               "larger ones become a background job (202, poll its Location). An upload "
-                               "identical to an earlier one under the same model version is answered from "
-                               "the stored result (200, cached: true).",
-                "operationId": "segment",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object", "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}}}}}},
-                "responses": {
-                    "201": _ok("the new result", "#/components/schemas/Result"),
-                    "200": _ok("the stored result of an identical upload", "#/components/schemas/Result"),
-                    "202": _ok("a background job for a large scene", "#/components/schemas/Job"),
-                    **UPLOAD_ERRORS,
-                },
-            }},
-            "/api/v1/results": {"get": {
-                "summary": "Results, newest first",
-                "operationId": "listResults",
-                "parameters": [
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
-                    {"name": "per_page", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 20}},
-                ],
-                "responses": {"200": _ok("one page of results", "#/components/schemas/ResultPage"),
-                              "400": _err("bad paging parameters")},
-            }},
-            "/api/v1/results/{result_id}": {"get": {
-                "summary": "One result with its plumes and files",
-                "operationId": "getResult",
-                "parameters": [{"name": "result_id", "in": "path", "required": True, "schema": ID}],
-                "responses": {"200": _ok("the result", "#/components/schemas/Result"),
-                              "404": _err("no such result")},
-            }},
-            "/api/v1/results/{result_id}/files/{kind}": {"get": {
-                "summary": "A result's file",
-                "operationId": "getResultFile",
-                "parameters": [
-                    {"name": "result_id", "in": "path", "required": True, "schema": ID},
-                    {"name": "kind", "in": "path", "required": True, "schema": {
-                        "type": "string", "enum": ["mask", "prob", "geojson", "png", "preview_rgb", "preview_swir"]}},
-                ],
-                "responses": {
-                    "200": {"description": "the file", "content": {
-                        "image/tiff": {"schema": {"type": "string", "format": "binary"}},
-                        "application/geo+json": {"schema": {"type": "object"}},
-                        "image/png": {"schema": {"type": "string", "format": "binary"}}}},
-                    "404": _err("no such result or file"),
-                },
-            }},
-            "/api/v1/jobs/{job_id}": {"get": {
-                "summary": "A background job's progress",
-                "operationId": "getJob",
-                "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": ID}],
-                "responses": {"200": _ok("the job", "#/components/schemas/Job"), "404": _err("no such job")},
-            }},
-            "/healthz": {"get": {"summary": "The process is up", "operationId": "healthz",
-                                 "responses": {"200": {"description": "up"}}}},
-            "/readyz": {"get": {"summary": "Triton's model is ready and the database reachable",
-                                "operationId": "readyz",
-                                "responses": {"200": {"description": "ready"},
-                                              "503": {"description": "not ready; the body says which check failed"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
-                                 "responses": {"200": {"description": "text exposition format",
-                                                       "content": {"text/plain": {}}}}}},
-        },
+        "paths": {**_segment_path(), **_result_paths(), **_service_paths()},
         "components": {"schemas": SCHEMAS},
     }
     if api_key:

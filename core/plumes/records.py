@@ -43,47 +43,76 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
     drop_sourceless: with a heat map, a small piece that has no source on it (`sourceless`) is not
     reported as a plume (it stays in the mask; False measures what this adds).
     """
-    if wind_to_deg is not None and not math.isfinite(wind_to_deg):
-        raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
-    if wind_ms is not None and not (math.isfinite(wind_ms) and wind_ms > 0):
-        raise ValueError(f"wind speed must be a positive number of m/s, not {wind_ms!r}")
-    from rasterio import features
-    from rasterio.warp import transform as warp_transform
-    from rasterio.warp import transform_geom
-    from scipy import ndimage
-
+    _check_wind(wind_to_deg, wind_ms)
     scene = result.scene
     mask = result.mask == 1
     if not mask.any():
         return []
-    labels, n = label_pieces(mask)
+    labels, _ = label_pieces(mask)
     transform = scene.transform
     pixel_size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
-    prob = result.probability
     heat = getattr(result, "source", None)
-    from_heat = heat_sources(heat, labels) if heat is not None else {}
     options = dict(wind_to_deg=wind_to_deg, wind_ms=wind_ms, facility_step=facility_step,
                    heat_choice=heat_choice, pixel_size=pixel_size)
+    traced, boxes = _trace_pieces(scene, mask, labels, heat, min_pixels, options)
+    if join_downwind:
+        _join_puffs(scene, mask, labels, traced, boxes, options)
+    if drop_sourceless and heat is not None:
+        traced = {k: t for k, t in traced.items() if not sourceless(t)}
+    plumes = _records(scene, labels, result.probability, traced, pixel_size)
+    plumes.sort(key=lambda pl: pl.pixels, reverse=True)
+    for i, pl in enumerate(plumes, start=1):
+        pl.id = i
+    return plumes
+
+
+def _check_wind(wind_to_deg: float | None, wind_ms: float | None) -> None:
+    """Refuse a wind direction that is not a finite angle and a speed that is not positive."""
+    if wind_to_deg is not None and not math.isfinite(wind_to_deg):
+        raise ValueError(f"wind direction must be a finite number of degrees, not {wind_to_deg!r}")
+    if wind_ms is not None and not (math.isfinite(wind_ms) and wind_ms > 0):
+        raise ValueError(f"wind speed must be a positive number of m/s, not {wind_ms!r}")
+
+
+def _trace_pieces(scene, mask, labels, heat, min_pixels: int, options: dict) -> tuple[dict, dict]:
+    """Every labelled piece of at least min_pixels traced to its source: ({label: _Traced},
+    {label: its box})."""
+    from scipy import ndimage
+
+    from_heat = heat_sources(heat, labels) if heat is not None else {}
     traced, boxes = {}, dict(enumerate(ndimage.find_objects(labels), start=1))
     for k, box in boxes.items():
         # (a label whose grown area held no plume pixel has no box, or fewer than min_pixels)
         if box is not None and np.count_nonzero(labels[box] == k) >= min_pixels:
             traced[k] = _trace(scene, mask, labels, k, box, from_heat.get(k), **options)
-    if join_downwind:
-        joins = downwind_joins(traced)
-        for child, parent in joins.items():
-            part = labels[boxes[child]]
-            part[part == child] = parent
-            boxes[parent] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
-                                  for a, b in zip(boxes[parent], boxes[child]))
-            del traced[child]
-        for parent in set(joins.values()):  # traced again as one plume, from the parent's source
-            keep = traced[parent]
-            traced[parent] = _trace(scene, mask, labels, parent, boxes[parent], None, **options,
-                                    source=(keep.row, keep.col))
-            traced[parent].source_from, traced[parent].heat = keep.source_from, keep.heat
-    if drop_sourceless and heat is not None:
-        traced = {k: t for k, t in traced.items() if not sourceless(t)}
+    return traced, boxes
+
+
+def _join_puffs(scene, mask, labels, traced: dict, boxes: dict, options: dict) -> None:
+    """Relabel each downwind puff as its plume (in labels, boxes and traced, in place), then trace
+    each plume that gained a puff again as one, from its own source."""
+    joins = downwind_joins(traced)
+    for child, parent in joins.items():
+        part = labels[boxes[child]]
+        part[part == child] = parent
+        boxes[parent] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                              for a, b in zip(boxes[parent], boxes[child]))
+        del traced[child]
+    for parent in set(joins.values()):  # traced again as one plume, from the parent's source
+        keep = traced[parent]
+        traced[parent] = _trace(scene, mask, labels, parent, boxes[parent], None, **options,
+                                source=(keep.row, keep.col))
+        traced[parent].source_from, traced[parent].heat = keep.source_from, keep.heat
+
+
+def _records(scene, labels, prob, traced: dict, pixel_size: float) -> list[Plume]:
+    """One Plume per traced piece: its polygons and source point in WGS84, its size and confidence
+    (ids still 0)."""
+    from rasterio import features
+    from rasterio.warp import transform as warp_transform
+    from rasterio.warp import transform_geom
+
+    transform = scene.transform
     shapes = {}
     for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
                                        connectivity=8):
@@ -104,9 +133,6 @@ def find_plumes(result, min_pixels: int = MIN_PIXELS, wind_to_deg: float | None 
             source_lon=float(lon[0]), source_lat=float(lat[0]), geometry=plain_json(geometry),
             emission=t.emission, source_from=t.source_from,
         ))
-    plumes.sort(key=lambda pl: pl.pixels, reverse=True)
-    for i, pl in enumerate(plumes, start=1):
-        pl.id = i
     return plumes
 
 @dataclass
@@ -183,8 +209,7 @@ def sourceless(t: _Traced) -> bool:
 
     The source heat map peaks at a leak, and a plume detected at its source carries a peak there.
     Small pieces without one are mostly false alarms on the surface, or puffs of a plume whose
-    source lies elsewhere, and their points would be wrong leaks: on 600 tuning scenes (seeds
-    3 900 000+ and 3 950 000+) this drops 50 of 111 wrong points and 1 of the 465 plumes whose
-    source was located within 2 px (docs/methods.md). Larger pieces are kept without one (a plume
-    whose head was not detected is still a plume)."""
+    source lies elsewhere, and their points would be wrong leaks. Dropping them removes many wrong
+    points for very few right ones; both bounds were chosen on tuning scenes (docs/methods.md).
+    Larger pieces are kept without one (a plume whose head was not detected is still a plume)."""
     return t.rows.size < SOURCELESS_PX and t.heat < SOURCELESS_HEAT

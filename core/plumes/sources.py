@@ -24,9 +24,8 @@ WALK_GAP = 0  # steps below that level that may be crossed
 
 WALK_COS = 0.6  # a step's direction keeps at least this cosine with the upwind direction
 
-# Weights of `end_score`, fitted (logistic regression, no intercept) on the ends of the 605 plumes
-# of 1000 simulated scenes whose source only one end finds; on 630 such plumes of 1220 other scenes
-# the rule picks the right end for 95 % (the strongest-signal rule it replaced: 90 %).
+# Weights of `end_score`, fitted (logistic regression, no intercept) on the ends of simulated plumes
+# whose source only one end finds, and checked on such plumes of other scenes (docs/methods.md).
 END_FACILITY_WEIGHT = 0.16  # per pixel between the followed source and the nearest facility
 
 END_FACILITY_MAX_PX = 10.0  # ... counted up to this distance
@@ -108,7 +107,7 @@ HEAT_MAX_PX = 30.0  # ... of the plume that lies within this many pixels of it
 # A plume's source is the peak with the best score (pick_source): its height over the highest peak's,
 # plus SIDE_WEIGHT x its one-sidedness (1 where the plume lies all on one side of it, as it does of
 # its source), less TRACED_WEIGHT x its distance to the end traced from the mask, counted up to
-# TRACED_CAP_PX, over TRACED_CAP_PX (chosen on 840 scenes, checked on 1540 others: docs/methods.md).
+# TRACED_CAP_PX, over TRACED_CAP_PX (chosen on tuning scenes, checked on others: docs/methods.md).
 SIDE_WEIGHT = 0.5
 
 TRACED_WEIGHT = 0.5
