@@ -41,7 +41,7 @@ def export_main(argv: list[str]) -> int:
     except ExportError as exc:
         print(f"methane-seg: error: {exc}", file=sys.stderr)
         return 1
-    version_dir = a.out / "methane_seg" / "1"
+    version_dir = a.out / meta["name"] / "1"
     onnx_path = version_dir / "model.onnx"
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB), threshold {meta['threshold']:.2f}, "
           f"val IoU {meta['val_metrics'].get('iou', float('nan')):.3f}, "

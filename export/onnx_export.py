@@ -20,17 +20,17 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from core.contract import BANDS, PROBABILITY_OUTPUT, SOURCE_OUTPUT
+from core.contract import ALL_BANDS, BANDS, PROBABILITY_OUTPUT, SOURCE_OUTPUT
 
 INPUT_NAME = "reflectance"
 OUTPUT_NAME = PROBABILITY_OUTPUT
 OPSET = 17
 TILE_SIZE = 256
 PARITY_TOL = 1e-4
-# The "regress" features fit a least-squares B12 prediction over each tile's 65 536 pixels in
+# The "regress" and multi-pass features fit a least-squares B12 prediction over each tile's 65 536 pixels in
 # float32: summation order alone moves the probabilities by more than PARITY_TOL (onnxruntime lies
 # closer to the same feature in float64 than PyTorch does), so they are held to a wider tolerance.
-PARITY_TOL_BY_FEATURES = {"regress": 2e-3}
+PARITY_TOL_BY_FEATURES = {"regress": 2e-3, "mp": 2e-3, "mp_derived": 2e-3, "mp_compact": 2e-3}
 
 
 def parity_tolerance(feature_set: str) -> float:
@@ -42,7 +42,21 @@ FEATURE_NAMES = {  # metadata's words for training.model.FEATURE_SETS
     "ratio": "log(B12/B11) channels",
     "ratio_ndvi": "log(B12/B11) and NDVI channels",
     "regress": "log(B12/B11) and multi-band regression channels",
+    "mp": "target and reference bands, MBMP, multi-pass regression and band-change channels",
+    "mp_derived": "target bands, MBMP, multi-pass regression and band-change channels",
+    "mp_compact": "target bands, MBMP and multi-pass regression channels",
 }
+SINGLE_PASS_NAME, MULTIPASS_NAME = "methane_seg", "methane_seg_multipass"  # the models' names on Triton
+
+
+def model_name(model: torch.nn.Module) -> str:
+    """The Triton model a network is served as: the multi-pass one when it takes 12 bands."""
+    return MULTIPASS_NAME if getattr(model, "bands", len(BANDS)) == len(ALL_BANDS) else SINGLE_PASS_NAME
+
+
+def sim_input(sim, bands: int) -> np.ndarray:
+    """A simulated scene as a network's input: the target's 6 bands, or with its reference's (12)."""
+    return sim.data if bands == len(BANDS) else np.concatenate([sim.data, sim.reference])
 
 
 class ExportError(RuntimeError):
@@ -131,7 +145,7 @@ def trace_float_onnx(model: torch.nn.Module, tile: int = TILE_SIZE) -> onnx.Mode
     from training.model import ProbabilityModel
 
     wrapped = ProbabilityModel(model.cpu().eval()).eval()
-    dummy = torch.full((1, len(BANDS), tile, tile), 2000.0)
+    dummy = torch.full((1, getattr(model, "bands", len(BANDS)), tile, tile), 2000.0)
     names = output_names(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "f32.onnx"
@@ -204,14 +218,15 @@ def check_parity(model: torch.nn.Module, onnx_path, scenes: list[np.ndarray], to
     return worst
 
 
-def parity_scenes() -> list[np.ndarray]:
-    """Real simulated scenes (test seeds) in a few sizes, one with a strong plume, one with clouds."""
+def parity_scenes(bands: int = len(BANDS)) -> list[np.ndarray]:
+    """Real simulated scenes (test seeds) in a few sizes, one with a strong plume, one with clouds;
+    `bands` 12 gives each with its reference pass."""
     from training.simulate import simulate_scene
 
     return [
-        simulate_scene(2_900_001, size=256, n_sources=1, q_kg_h=8000.0, wind_ms=3.0, clouds=False).data,
-        simulate_scene(2_900_002, size=256, n_sources=0, clouds=True).data,
-        simulate_scene(2_900_003, size=320, n_sources=2).data[:, :320, :192],
+        sim_input(simulate_scene(2_900_001, size=256, n_sources=1, q_kg_h=8000.0, wind_ms=3.0, clouds=False), bands),
+        sim_input(simulate_scene(2_900_002, size=256, n_sources=0, clouds=True), bands),
+        sim_input(simulate_scene(2_900_003, size=320, n_sources=2), bands)[:, :320, :192],
     ]
 
 
@@ -235,7 +250,7 @@ def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP
     names = output_names(model)
     for k in range(n):
         sim = simulate_scene(2_950_000 + k, size=256, n_sources=1, q_kg_h=float(np.geomspace(1000, 20000, n)[k]))
-        x = sim.data[None]
+        x = sim_input(sim, getattr(model, "bands", len(BANDS)))[None]
         truth = sim.mask.astype(bool)
         with torch.no_grad():
             both = torch.sigmoid(model(torch.from_numpy(x.astype(np.float32)))).numpy()[0]
@@ -260,16 +275,17 @@ def fp16_parity(model: torch.nn.Module, fp16_path, threshold: float, n: int = FP
 
 
 def build_metadata(ck: dict, parity: float) -> dict:
-    from training.model import DEFAULT_FEATURES
+    from training.model import DEFAULT_FEATURES, input_bands
     from training.simulate import SIMULATOR_VERSION
 
     arch = ck["arch"]
     features = ck.get("features", DEFAULT_FEATURES)
+    bands = ALL_BANDS if input_bands(features) == len(ALL_BANDS) else BANDS
     vm = {k: v for k, v in ck.get("val_metrics", {}).items()}
     meta = {
-        "name": "methane_seg",
-        "bands": list(BANDS),
-        "input": {"name": INPUT_NAME, "dtype": "uint16", "layout": "NCHW", "shape": [-1, len(BANDS), -1, -1],
+        "name": MULTIPASS_NAME if bands == ALL_BANDS else SINGLE_PASS_NAME,
+        "bands": list(bands),
+        "input": {"name": INPUT_NAME, "dtype": "uint16", "layout": "NCHW", "shape": [-1, len(bands), -1, -1],
                   "scale": 10000, "nodata": 0, "multiple_of": 32},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "layout": "NCHW", "shape": [-1, 1, -1, -1],
                    "meaning": "plume probability 0..1"},
@@ -309,7 +325,8 @@ def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, writ
 
     model, ck = load_checkpoint(checkpoint)
     repo_dir = Path(repo_dir)
-    onnx_path = repo_dir / "methane_seg" / "1" / "model.onnx"
+    name = model_name(model)
+    onnx_path = repo_dir / name / "1" / "model.onnx"
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     # Written and checked in a scratch folder beside, moved into place only when the checks hold:
     # a failed export leaves the repository as it was.
@@ -317,7 +334,7 @@ def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, writ
         tmp_onnx = Path(tmp) / onnx_path.name
         tmp_fp16 = Path(tmp) / "model_fp16.onnx" if fp16 else None
         export_onnx(model, tmp_onnx, fp16_path=tmp_fp16)
-        parity = check_parity(model, tmp_onnx, parity_scenes() if scenes is None else scenes,
+        parity = check_parity(model, tmp_onnx, parity_scenes(model.bands) if scenes is None else scenes,
                               tol=parity_tolerance(model.feature_set))
         meta = build_metadata(ck, parity)
         if tmp_fp16 is not None:
@@ -331,7 +348,7 @@ def export_checkpoint(checkpoint, repo_dir="model_repository", scenes=None, writ
         except ImportError:
             write_model_repository = None
         if write_model_repository is not None:
-            write_model_repository(repo_dir, onnx_path, meta)
+            write_model_repository(repo_dir, onnx_path, meta, name=name)
         else:
             (onnx_path.parent / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     else:

@@ -51,7 +51,8 @@ def build_plan(onnx_path: str | Path, plan_path: str | Path, tile: int, max_batc
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    shape = lambda n: (n, 6, tile, tile)  # noqa: E731
+    bands = network.get_input(0).shape[1]  # 6, or 12 for the multi-pass model
+    shape = lambda n: (n, bands, tile, tile)  # noqa: E731
     profile.set_shape(INPUT_NAME, shape(1), shape(max(1, max_batch_size // 2)), shape(max_batch_size))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)

@@ -3,8 +3,11 @@
     methane-seg train --data DIR --out DIR [--epochs E --batch-size B --lr LR --crop C
                       --seed S --device auto|cpu|cuda --resume]
 
-DIR holds train/ and val/ folders written by `methane-seg simulate`.
-Loss: BCE + soft Dice. Augmentation: flips and 90-degree rotations only.
+DIR holds train/ and val/ folders written by `methane-seg simulate`. A single-pass network
+(--features ratio, regress, ...) reads each scene's six target bands; a multi-pass one (--features
+mp, mp_derived, mp_compact) the twelve of the target and its reference pass.
+Loss: BCE + soft Dice. Augmentation: flips and 90-degree rotations, and for a multi-pass network
+per-pass gains, extra noise and reference misregistration (--augment).
 Crops: a share centred near plume pixels (--plume-frac) and, optionally, near the
 plumes' heads, the labelled pixels next to each source (--head-frac), whose BCE
 weight can be raised (--head-weight): segmentations tend to miss a plume's first pixels.
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pickle
 import time
 from pathlib import Path
@@ -26,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.data import HEAD_RADIUS_PX, CropSampler, head_masks, load_scenes, visible_labels
+from training.data import HEAD_RADIUS_PX, CropSampler, PassAugment, head_masks, load_scenes, visible_labels
 from training.metrics import SCENE_MIN_PIXELS, THRESHOLDS, choose_threshold, confusion
-from training.model import DEFAULT_FEATURES, FEATURE_SETS, PlumeNet, SourcePlumeNet, features, load_checkpoint
+from training.model import (DEFAULT_FEATURES, FEATURE_SETS, MULTIPASS_FEATURES, PlumeNet, SourcePlumeNet, features,
+                            input_bands, load_checkpoint)
 from training.schedule import TimedOneCycle, end_epoch, run_steps
 
 ARCH = {
@@ -155,8 +158,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated, one per encoder stage (Unet)")
     p.add_argument("--pos-weight", type=float, default=POS_WEIGHT, help="BCE weight of plume pixels")
     p.add_argument("--dice-weight", type=float, default=DICE_WEIGHT, help="0: BCE only")
-    p.add_argument("--features", default=DEFAULT_FEATURES, choices=sorted(FEATURE_SETS),
-                   help="input feature set (see training/model.py)")
+    p.add_argument("--features", default=DEFAULT_FEATURES, choices=sorted(FEATURE_SETS) + list(MULTIPASS_FEATURES),
+                   help="input feature set: one pass (training/model.py) or target + reference "
+                        "(mp, mp_derived, mp_compact: training/multipass.py, a multi-pass network)")
+    p.add_argument("--augment", default="auto", choices=["auto", "none", "physics"],
+                   help="physics: per-pass gains, extra sensor noise and (multi-pass) sub-pixel misregistration of "
+                        "the reference on each crop (training/data.py PassAugment); auto: physics for a multi-pass "
+                        "network, none otherwise; flips and rotations always")
     p.add_argument("--loss", default="dice_bce", choices=LOSSES, help="training loss")
     p.add_argument("--max-minutes", type=float, default=0,
                    help="stop after the epoch in which this many minutes have passed (0: no limit)")
@@ -199,10 +207,11 @@ def _init_network(p: argparse.ArgumentParser, path: Path) -> PlumeNet:
     return model
 
 
-def _load_data(a: argparse.Namespace, t0: float):
+def _load_data(a: argparse.Namespace, t0: float, bands: int):
     """Training scenes and their targets (labels, or the visible share of them; the plume heads when
-    crops or weights need them, else None) and the validation scenes: xt, yt, heads, xv, yv."""
-    xt, yt = load_scenes(a.data / "train", a.max_train or None)
+    crops or weights need them, else None) and the validation scenes: xt, yt, heads, xv, yv.
+    bands: 6 (the target only) or 12 (target and reference pass, a multi-pass network)."""
+    xt, yt = load_scenes(a.data / "train", a.max_train or None, bands=bands)
     if a.visible_drop > 0:
         yt = visible_labels(a.data / "train", a.max_train or None, a.visible_drop)
         print(f"training targets: plume pixels with a B12/B11 drop >= {a.visible_drop:.3f} "
@@ -212,8 +221,8 @@ def _load_data(a: argparse.Namespace, t0: float):
         heads = head_masks(a.data / "train", yt, a.max_train or None, a.head_radius)
         print(f"plume heads: {int(heads.sum())} pixels within {a.head_radius:g} px of a source in "
               f"{int((heads.reshape(len(heads), -1).max(1) > 0).sum())} scenes", flush=True)
-    xv, yv = load_scenes(a.data / "val", a.max_val or None)
-    print(f"loaded {len(xt)} train / {len(xv)} val scenes in {time.time() - t0:.0f} s", flush=True)
+    xv, yv = load_scenes(a.data / "val", a.max_val or None, bands=bands)
+    print(f"loaded {len(xt)} train / {len(xv)} val scenes ({bands} bands) in {time.time() - t0:.0f} s", flush=True)
     return xt, yt, heads, xv, yv
 
 
@@ -284,7 +293,8 @@ def main(argv: list[str]) -> int:
     # --init is checked before the scenes are loaded, which takes minutes
     model = _init_network(p, a.init) if a.init is not None else None
     t0 = time.time()
-    xt, yt, heads, xv, yv = _load_data(a, t0)
+    feature_set = model.feature_set if model is not None else a.features
+    xt, yt, heads, xv, yv = _load_data(a, t0, input_bands(feature_set))
     model = (model if model is not None else _new_network(a, xt)).to(device)
     loss_fn = make_loss(a.loss, a.pos_weight, a.dice_weight)
     spe = a.steps_per_epoch or max(1, len(xt) // a.batch_size)
@@ -295,8 +305,9 @@ def main(argv: list[str]) -> int:
     if a.resume and last.exists():
         model, opt, sched, (start_epoch, step, best) = _resume(last, a, total, device)
 
+    physics = a.augment == "physics" or (a.augment == "auto" and feature_set in MULTIPASS_FEATURES)
     sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1000 * start_epoch, plume_frac=a.plume_frac,
-                          heads=heads, head_frac=a.head_frac)
+                          heads=heads, head_frac=a.head_frac, augment=PassAugment() if physics else None)
     timed = TimedOneCycle(opt, a.lr, a.minutes) if a.minutes else None
     for epoch in range(start_epoch, a.epochs):
         run, step = _train_epoch(model, opt, sched, loss_fn, sampler, a, device, epoch, spe, step, total, timed)
