@@ -16,7 +16,8 @@ Runs, one after another (each alone on the machine, each as its own process):
           client-source-all: as shipped, but every tile asks for the source heat map too (one pass)
           client-one-view: as shipped, but the heat-map tiles in one view (not turned)
           client-four-views: as shipped, but the heat-map tiles in four views (turned and flipped both ways)
-  upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads
+  upload  perf/bench_upload.py (e): Locust against the Flask API with 1024 x 1024 uploads, then one
+          user uploading 2048 x 2048 scenes (the largest answered in the request) against 10 s each
 then perf/report.py writes DIR/RESULTS.md, DIR/results.png and DIR/results.json. A part that fails
 is recorded (errors.json, and in RESULTS.md) and the others still run.
 
@@ -57,7 +58,7 @@ FULL = {
     "client-source-all": [str(PERF / "bench_client.py"), "--size", "5490", "--source-margin", "all"],
     "client-one-view": [str(PERF / "bench_client.py"), "--size", "5490", "--source-views", "1"],
     "client-four-views": [str(PERF / "bench_client.py"), "--size", "5490", "--source-views", "4"],
-    "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60"],
+    "upload": [str(PERF / "bench_upload.py"), "--users", "1,4", "--seconds", "60", "--largest-seconds", "60"],
 }
 QUICK = {
     "int8": ["-m", "export.int8", "--calib", "4", "--n-test", "8", "--speed-seconds", "0.5", "--speed-rounds", "1"],
@@ -75,7 +76,7 @@ QUICK = {
     "client-socket": [str(PERF / "bench_client.py"), "--size", "1024", "--shared-memory", "none"],
     "client-source-all": [str(PERF / "bench_client.py"), "--size", "1024", "--source-margin", "all"],
     "client-one-view": [str(PERF / "bench_client.py"), "--size", "1024", "--source-views", "1"],
-    "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8"],
+    "upload": [str(PERF / "bench_upload.py"), "--users", "1", "--seconds", "8", "--largest-seconds", "1"],
 }
 
 

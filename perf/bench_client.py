@@ -61,7 +61,7 @@ def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, conc
     if done.returncode != 0:
         raise RuntimeError(f"segment failed ({done.returncode}): {done.stderr.strip()}")
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
-    tiles = int(re.search(r"\((\d+) tiles", done.stdout).group(1))
+    tiles = int(re.search(r"\b(\d+) tiles\b", done.stdout).group(1))  # "(model ..., one pass; N tiles, ..."
     again = re.search(r"(\d+) for the source heat map in (\d+) view", done.stdout)  # 0 without the heat map
     plumes = re.search(r"(\d+) plume\(s\)", done.stdout)
     return {"seconds": round(elapsed, 2), "tiles": tiles, "tiles_per_s": round(tiles / elapsed, 1),

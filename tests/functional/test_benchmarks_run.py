@@ -151,10 +151,39 @@ def test_peer_benchmark_runs(tmp_path):
 
 @pytest.mark.slow
 def test_upload_benchmark_runs(tmp_path):
-    out = tmp_path / "upload.json"
-    _run([ROOT / "perf" / "bench_upload.py", "--users", "1", "--seconds", "1", "--size", "256", "--json", out])
-    (run,) = json.loads(out.read_text())["runs"]
+    """The Locust run, then the one-at-a-time run of the largest scene answered in the request (small
+    here), which the report turns into its target row."""
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "upload.json"
+    _run([ROOT / "perf" / "bench_upload.py", "--users", "1", "--seconds", "1", "--size", "256",
+          "--largest-size", "320", "--largest-seconds", "1", "--json", out])
+    figures = json.loads(out.read_text())
+    (run,) = figures["runs"]
     assert run["requests"] >= 1 and run["errors"] == 0 and run["p95_s"] > 0
+    largest = figures["largest"]
+    assert largest["size"] == 320 and largest["users"] == 1 and largest["requests"] >= 1
+    assert largest["errors"] == 0 and largest["answered_in_request"] and largest["statuses"] == {"201": largest["requests"]}
+    assert largest["max_s"] >= largest["p50_s"] > 0 and figures["target_largest_s"] == largest["target_s"] == 10.0
+    _run([ROOT / "perf" / "report.py", "--work", work, "--out", tmp_path])
+    (row,) = [t for t in json.loads((tmp_path / "results.json").read_text())["targets"]
+              if t["target"] == "slowest 320x320 upload through Flask"]
+    assert row["measured"] == largest["max_s"] and row["goal"] == 10.0 and row["status"] in ("PASS", "MISS")
+    assert "| 1 | 320 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_upload_benchmark_sizes_the_largest_run_from_the_web_apps_setting():
+    """By default the one-at-a-time run uses the largest scene the web app answers in the request."""
+    import os
+
+    code = "import bench_upload; print(bench_upload.largest_synchronous_side())"
+    for setting, side in ((None, "2048"), (str(1000 * 1000), "1000")):
+        env = {k: v for k, v in os.environ.items() if k != "SYNC_MAX_PIXELS"}
+        if setting:
+            env["SYNC_MAX_PIXELS"] = setting
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              cwd=ROOT / "perf", env=env)
+        assert done.returncode == 0 and done.stdout.split() == [side], done.stderr
 
 
 def test_report_from_partial_figures(tmp_path):
@@ -168,6 +197,7 @@ def test_report_from_partial_figures(tmp_path):
     done = _run([ROOT / "perf" / "report.py", "--work", work, "--out", tmp_path])
     md = (tmp_path / "RESULTS.md").read_text()
     assert "PASS" in done.stdout and "NOT MEASURED" in md and "upload: exit code 1" in md
+    assert "NOT MEASURED slowest 2048x2048 upload through Flask" in done.stdout
     assert (tmp_path / "results.png").stat().st_size > 1000
     targets = json.loads((tmp_path / "results.json").read_text())["targets"]
     assert any(t["status"] == "PASS" and t["unit"] == "MB" for t in targets)
