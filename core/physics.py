@@ -13,7 +13,8 @@ T12(ω)/T11(ω); inverting that gives ω per pixel (`column_from_ratio_drop`). T
 B12's drop below that prediction, allowing for the share of it that the (methane-darkened) B11
 carries.
 
-The label rule (`label_rule`) is the product's definition of a plume pixel. The IME constants
+The label rule (`label_rule`, `label_plumes`) is the product's definition of a plume pixel and of a
+labelled plume. The IME constants
 (U_eff = 0.33 · U10 + 0.45 m/s, Varon et al. 2021) are used by core/plumes/emission.py.
 """
 
@@ -79,9 +80,10 @@ def column_from_b12_drop(drop, b11_share, amf: float = AMF_REF) -> np.ndarray:
     return np.sign(drop) * 0.5 * (lo + hi)
 
 
-# THE labelling rule (the product's definition of a plume pixel).
-LABEL_MIN_B12_DROP = 0.005  # methane lowers B12 reflectance by >= 0.5 %
+# THE labelling rule (the product's definition of a plume pixel, and of a labelled plume).
+LABEL_MIN_B12_DROP = 0.01  # methane lowers B12 reflectance by >= 1 % (0.16 mol/m² at AMF 2 by the fit)
 LABEL_MAX_CLOUD_OPACITY = 0.5  # ... and no opaque cloud covers the pixel
+LABEL_MIN_PLUME_PIXELS = 5  # a plume with fewer such pixels is not labelled
 
 
 def label_rule(b12_drop, cloud_opacity=None) -> np.ndarray:
@@ -94,3 +96,22 @@ def label_rule(b12_drop, cloud_opacity=None) -> np.ndarray:
     if cloud_opacity is not None:
         lab &= np.asarray(cloud_opacity) < LABEL_MAX_CLOUD_OPACITY
     return lab.astype(np.uint8)
+
+
+def label_plumes(b12_drop, owner=None, cloud_opacity=None) -> tuple[np.ndarray, np.ndarray]:
+    """The label of a scene: `label_rule` per pixel, then each plume with fewer than
+    LABEL_MIN_PLUME_PIXELS labelled pixels is left out.
+
+    owner: (H, W) int, the plume (source) 1..K whose methane dominates each pixel, 0 where there
+    is none; None: all the methane is one plume. Returns (mask uint8, labelled pixels of each
+    plume 1..K after the rule, int array of length K).
+    """
+    lab = label_rule(b12_drop, cloud_opacity).astype(bool)
+    owner = np.ones(lab.shape, np.int64) if owner is None else np.asarray(owner, np.int64)
+    k = int(owner.max()) if owner.size else 0
+    counts = np.bincount(owner[lab], minlength=k + 1)
+    small = counts < LABEL_MIN_PLUME_PIXELS
+    small[0] = False  # pixels without a plume carry no methane, so they are never labelled anyway
+    lab &= ~small[owner]
+    counts[small] = 0
+    return lab.astype(np.uint8), counts[1:]

@@ -1,6 +1,9 @@
-"""Atmosphere and sensor: haze, cumulus clouds with shadows, noise, quantisation.
+"""Atmosphere of one pass: haze, cumulus clouds with their shadows.
 
-Order in the simulator: surface (x shadow) x methane -> haze -> cloud -> noise -> uint16.
+Order in the simulator: surface x cloud shadow x methane -> haze -> cloud (then the sensor,
+training/sensor.py). Haze and cloud are affine in the surface signal (refl * t + path and
+refl * (1 - a) + a * cloud), so the label's methane-free B12 goes through exactly the same
+haze and cloud as the observed one without drawing them twice.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ TRANS_PER_AOD = np.array([0.35, 0.30, 0.25, 0.16, 0.07, 0.05], np.float32)
 CLOUD_REFL = np.array([0.62, 0.60, 0.60, 0.62, 0.45, 0.30], np.float32)
 # Fraction of light left in a cloud shadow (diffuse sky light; bluer, so the SWIR darkens most).
 SHADOW_DIFFUSE = np.array([0.45, 0.36, 0.28, 0.18, 0.10, 0.08], np.float32)
-# Noise: std in reflectance units at SNR 1 (radiance-like noise: constant std, so dark pixels get lower SNR).
-REF_REFL = np.array([0.15, 0.15, 0.15, 0.30, 0.30, 0.30], np.float32)
 
 
-def haze(rng, refl: np.ndarray, n: int, aod: float) -> np.ndarray:
-    """Spatially smooth haze: surface x transmission + path reflectance."""
+def aerosol_field(rng, n: int, aod: float) -> np.ndarray:
+    """(n, n) optical depth: the pass's AOD with smooth spatial variation (a few tens of km)."""
     var = 1 + 0.3 * smooth_field(rng, n, rng.uniform(80, 300))
-    a = np.float32(aod) * np.clip(var, 0.3, 2.0)[None]
-    t = 1 - TRANS_PER_AOD[:, None, None] * a
-    path = RAYLEIGH_PATH[:, None, None] + PATH_PER_AOD[:, None, None] * a
-    return refl * t + path
+    return (np.float32(aod) * np.clip(var, 0.3, 2.0)).astype(np.float32)
+
+
+def apply_haze(refl: np.ndarray, tau: np.ndarray, bands=slice(None)) -> np.ndarray:
+    """Surface x two-way transmission + path reflectance; `bands` selects rows of the band tables."""
+    t = 1 - TRANS_PER_AOD[bands, None, None] * tau[None]
+    return refl * t + (RAYLEIGH_PATH[bands, None, None] + PATH_PER_AOD[bands, None, None] * tau[None])
 
 
 def clouds(rng, n: int, cover: float, sza_deg: float, saa_deg: float, pixel_m: float = 20.0):
@@ -56,18 +60,10 @@ def apply_shadow(refl: np.ndarray, shadow: np.ndarray) -> np.ndarray:
     return refl * (1 - shadow[None] * (1 - SHADOW_DIFFUSE[:, None, None]))
 
 
-def apply_cloud(refl: np.ndarray, opacity: np.ndarray, rng) -> np.ndarray:
-    cr = CLOUD_REFL * np.float32(rng.uniform(0.85, 1.15))
+def cloud_reflectance(rng) -> np.ndarray:
+    return (CLOUD_REFL * np.float32(rng.uniform(0.85, 1.15))).astype(np.float32)
+
+
+def apply_cloud(refl: np.ndarray, opacity: np.ndarray, cloud_refl: np.ndarray) -> np.ndarray:
     a = opacity[None]
-    return refl * (1 - a) + a * cr[:, None, None]
-
-
-def add_noise_and_quantise(rng, refl: np.ndarray, snr_swir: float) -> np.ndarray:
-    """Gaussian noise (constant std per band, set by SNR at the reference reflectance) -> uint16.
-
-    snr_swir: SNR of B11/B12 at reflectance 0.3 (100..200 for Sentinel-2); VNIR bands get about 1.5x.
-    """
-    snr = np.array([1.5, 1.5, 1.5, 1.5, 1.0, 0.9], np.float32) * np.float32(snr_swir)
-    sd = (REF_REFL / snr)[:, None, None]
-    noisy = refl + sd * rng.standard_normal(refl.shape, dtype=np.float32)
-    return np.clip(np.rint(noisy * 10000.0), 1, 65535).astype(np.uint16)
+    return refl * (1 - a) + a * np.asarray(cloud_refl, np.float32).reshape(-1, 1, 1)

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from core.contract import BANDS, read_scene
-from core.physics import M_CH4, TABLE, label_rule, transmittance
+from core.contract import ALL_BANDS, BANDS
+from core.physics import LABEL_MIN_PLUME_PIXELS, M_CH4, TABLE, label_plumes, label_rule, transmittance
 from training.plume import plume_column, sigma_y
 from training.simulate import simulate_scene, write_sim_scene
+from training.site import SURFACE_TYPES
 from training.splits import SPLIT_SEEDS, seeds_for, split_of
-from training.surfaces import SURFACE_TYPES
 
 
 def test_b12_absorbs_more_than_b11():
@@ -35,14 +35,44 @@ def test_air_mass_factor_strengthens_absorption():
     assert np.isclose(transmittance(1.0, "B12", amf=4.0), transmittance(2.0, "B12", amf=2.0))
 
 
-def test_label_threshold_is_half_a_percent_of_b12():
-    assert label_rule(np.array([0.0049, 0.005, 0.2])).tolist() == [0, 1, 1]
+def test_label_threshold_is_one_percent_of_b12():
+    assert label_rule(np.array([0.0099, 0.01, 0.2])).tolist() == [0, 1, 1]
     # an opaque cloud hides the plume
     assert label_rule(np.array([0.2, 0.2]), np.array([0.1, 0.9])).tolist() == [1, 0]
-    # about 0.08 mol/m2 at air-mass factor 2 (PHYSICS.md)
-    w = np.linspace(0.05, 0.12, 200)
-    w_min = w[np.argmax(1 - transmittance(w, "B12") >= 0.005)]
-    assert 0.07 < w_min < 0.09
+    # about 0.16 mol/m2 at air-mass factor 2 (PHYSICS.md says about 0.17)
+    w = np.linspace(0.1, 0.25, 400)
+    w_min = w[np.argmax(1 - transmittance(w, "B12") >= 0.01)]
+    assert 0.15 < w_min < 0.18
+
+
+def test_a_plume_with_fewer_than_five_pixels_is_not_labelled():
+    assert LABEL_MIN_PLUME_PIXELS == 5
+    drop = np.zeros((8, 8))
+    owner = np.zeros((8, 8), int)
+    drop[0, :4], owner[0, :4] = 0.02, 1  # plume 1: four pixels over the threshold
+    drop[3, :5], owner[3, :5] = 0.02, 2  # plume 2: five
+    drop[6, :8], owner[6, :8] = 0.005, 3  # plume 3: eight pixels, all under 1 %
+    mask, counts = label_plumes(drop, owner)
+    assert counts.tolist() == [0, 5, 0]
+    assert mask[0].sum() == 0 and mask[3].sum() == 5 and mask[6].sum() == 0
+    # a cloud can take a plume under five pixels
+    opacity = np.zeros((8, 8))
+    opacity[3, 0] = 0.9
+    mask, counts = label_plumes(drop, owner, opacity)
+    assert counts.tolist() == [0, 0, 0] and mask.sum() == 0
+    # without owners all methane is one plume
+    mask, counts = label_plumes(drop)
+    assert counts.tolist() == [9] and mask.sum() == 9
+
+
+def test_simulated_sources_have_no_plume_under_five_pixels():
+    for seed in range(2_000_300, 2_000_312):
+        sim = simulate_scene(seed, size=128, n_sources=3, q_kg_h=None)
+        px = [s["pixels"] for s in sim.meta["sources"]]
+        assert all(p == 0 or p >= LABEL_MIN_PLUME_PIXELS for p in px), px
+        assert sum(px) == sim.meta["plume_pixels"] == int(sim.mask.sum())
+        # a labelled pixel carries enough methane for a 1 % drop in B12 at the surface
+        assert np.all(1 - transmittance(sim.column[sim.mask == 1], "B12", sim.meta["air_mass_factor"]) >= 0.01)
 
 
 def test_worked_example_peak_column():
@@ -93,16 +123,18 @@ def test_same_seed_same_scene():
     b = simulate_scene(123, size=96)
     c = simulate_scene(124, size=96)
     assert np.array_equal(a.data, b.data) and np.array_equal(a.mask, b.mask) and a.meta == b.meta
+    assert np.array_equal(a.reference, b.reference) and np.array_equal(a.change_map, b.change_map)
     assert not np.array_equal(a.data, c.data)
 
 
 @pytest.mark.parametrize("surface", SURFACE_TYPES)
 def test_every_surface_is_plausible(surface):
-    sim = simulate_scene(7, size=64, surface=surface, clouds=False)
-    assert sim.data.dtype == np.uint16 and sim.data.shape == (6, 64, 64)
-    assert sim.data.min() >= 1  # never nodata
-    refl = sim.data / 10000.0
-    assert 0.005 < refl.mean() < 0.8
+    sim = simulate_scene(7, size=64, surface=surface, clouds=False, ref_clouds=False)
+    for data in (sim.data, sim.reference):
+        assert data.dtype == np.uint16 and data.shape == (6, 64, 64)
+        assert data.min() >= 1  # never nodata
+        refl = data / 10000.0
+        assert 0.005 < refl.mean() < 0.8
     assert sim.meta["surface"] == surface
 
 
@@ -121,12 +153,13 @@ def test_files_read_back(tmp_path):
     sim = simulate_scene(2_000_005, size=128, n_sources=1, q_kg_h=8000.0)
     tif = write_sim_scene(tmp_path, "x", sim)
     assert tif == tmp_path / "x.tif"
-    with rasterio.open(tif) as ds:
-        assert ds.descriptions == BANDS
-        assert ds.dtypes[0] == "uint16" and ds.count == 6
+    with rasterio.open(tif) as ds:  # the 12-band document: target, then reference
+        assert ds.descriptions == ALL_BANDS
+        assert ds.dtypes[0] == "uint16" and ds.count == 12
         assert ds.crs == sim.crs and ds.crs.is_projected and ds.crs.to_epsg() // 100 == 326
         assert ds.transform == sim.transform and ds.transform.a == 20.0
-        assert np.array_equal(ds.read(), sim.data)
+        assert np.array_equal(ds.read(list(range(1, 7))), sim.data)
+        assert np.array_equal(ds.read(list(range(7, 13))), sim.reference)
     with rasterio.open(tmp_path / "x_mask.tif") as ms:
         assert ms.dtypes[0] == "uint8" and ms.count == 1
         assert ms.crs == sim.crs and ms.transform == sim.transform
@@ -137,8 +170,9 @@ def test_files_read_back(tmp_path):
     s = meta["sources"][0]
     assert {"q_kg_h", "wind_ms", "wind_from_deg", "row", "col", "lon", "lat", "pixels"} <= set(s)
     assert -180 <= s["lon"] <= 180 and -90 <= s["lat"] <= 90
-    scene = read_scene(tif)  # the contract reader accepts it
-    assert scene.data.shape == (6, 128, 128)
+    ref = meta["reference"]
+    assert {"days_before", "sza_deg", "saa_deg", "aod", "clouds", "cloud_cover", "snr_swir", "gains", "shift_px",
+            "changes", "sources"} <= set(ref)
 
 
 def test_source_lonlat_lies_in_a_region():
