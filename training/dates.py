@@ -140,8 +140,10 @@ def draw_pass(rng, site, lat: float, doy: float, anchors, clouds: bool | None = 
     else:
         vza = float(np.clip(target.vza + rng.normal(0, 0.3), 0, 11.5))
     aod = float(rng.uniform(*AOD_RANGE))
-    has_clouds = (rng.random() < CLOUD_P) if clouds is None else bool(clouds)
-    cover = float(rng.uniform(*CLOUD_COVER)) if has_clouds else 0.0
+    has_clouds = rng.random() < CLOUD_P  # drawn even when forced, so forcing leaves the other draws alone
+    has_clouds = has_clouds if clouds is None else bool(clouds)
+    cover = float(rng.uniform(*CLOUD_COVER))
+    cover = cover if has_clouds else 0.0
     rained = force.get("rain_soil", rng.random() < RAIN_P)
     rain, rain_cover = _rain(rng, n) if rained else (None, 0.0)
     n_wet = int(rng.poisson(WET_PATCHES_MEAN))

@@ -102,8 +102,10 @@ def _anchor(rng, site, n: int) -> tuple[float, float]:
 
 
 def _draw_plume(rng, q_kg_h, wind_ms) -> dict:
-    q = float(np.exp(rng.uniform(*np.log(Q_RANGE_KG_H)))) if q_kg_h is None else float(q_kg_h)
-    u = float(rng.uniform(*WIND_RANGE_MS)) if wind_ms is None else float(wind_ms)
+    q = float(np.exp(rng.uniform(*np.log(Q_RANGE_KG_H))))
+    q = q if q_kg_h is None else float(q_kg_h)
+    u = float(rng.uniform(*WIND_RANGE_MS))
+    u = u if wind_ms is None else float(wind_ms)
     wind_to = float(rng.uniform(0, 360))
     return dict(q_kg_h=q, wind_ms=u, wind_to_deg=wind_to, wind_from_deg=(wind_to + 180) % 360,
                 stability=_stability(rng, u))
@@ -194,8 +196,11 @@ def simulate_scene(
         raise ValueError("size must be >= 64")
     n = int(size)
     rng = np.random.default_rng(seed)
-    kind = surface or str(rng.choice(SURFACE_TYPES))
-    n_src = _n_sources(rng) if n_sources is None else int(n_sources)
+    # drawn whether forced or not, so that forcing one quantity leaves the others' draws alone
+    kind = str(rng.choice(SURFACE_TYPES))
+    kind = surface or kind
+    n_src = _n_sources(rng)
+    n_src = n_src if n_sources is None else int(n_sources)
     crs, transform, region = georef(rng, n)
     (lon0,), (lat0,) = pixel_to_lonlat(crs, transform, [n / 2], [n / 2])
     site = make_site(rng, n, kind)
@@ -205,7 +210,8 @@ def simulate_scene(
 
     doy = float(rng.uniform(0, 365))
     tgt = dates.draw_pass(rng, site, lat0, doy, anchors, clouds=clouds)
-    days = dates.draw_days(rng) if days_before is None else int(days_before)
+    days = dates.draw_days(rng)
+    days = days if days_before is None else int(days_before)
     ref = dates.draw_pass(rng, site, lat0, doy - days, anchors, clouds=ref_clouds, target=tgt, days=days, force=force)
 
     # target plumes
@@ -220,7 +226,8 @@ def simulate_scene(
         sources.append(s)
     # an intermittent source on the reference date
     p_ref = REF_PLUME_P_PLUME if n_src else REF_PLUME_P_FREE
-    has_ref_plume = (rng.random() < p_ref) if reference_plume is None else bool(reference_plume)
+    has_ref_plume = rng.random() < p_ref
+    has_ref_plume = has_ref_plume if reference_plume is None else bool(reference_plume)
     ref_sources = []
     if has_ref_plume:
         s = _draw_plume(rng, None, None)

@@ -52,8 +52,8 @@ def height_map(rng, n: int, relief: str, pixel_m: float = 20.0) -> tuple[np.ndar
         return base + np.float32(rng.uniform(2, 12)) * fbm(rng, n, scales=(150, 50, 15), weights=(1, 0.4, 0.15)), None
     if relief == "hills":
         f = fbm(rng, n, scales=(rng.uniform(40, 120), 20, 6), weights=(1, 0.45, 0.15))
-        ridged = 1 - np.abs(f)  # sharp crests, rounded valleys
-        return base + np.float32(rng.uniform(30, 160)) * ridged, None
+        ridged = np.clip(1 - np.abs(f) / 2, 0, 1)  # sharp crests, rounded valleys
+        return base + np.float32(rng.uniform(20, 120)) * ridged, None
     if relief == "mesas":
         f = fbm(rng, n, scales=(rng.uniform(50, 150), 25, 8), weights=(1, 0.4, 0.15))
         levels = rng.uniform(2, 5)
@@ -62,7 +62,7 @@ def height_map(rng, n: int, relief: str, pixel_m: float = 20.0) -> tuple[np.ndar
         return base + np.float32(rng.uniform(15, 60)) * step.astype(np.float32), None
     if relief == "mountains":
         f = fbm(rng, n, scales=(rng.uniform(80, 200), 40, 12, 4), weights=(1, 0.5, 0.25, 0.1))
-        return base + np.float32(rng.uniform(150, 500)) * np.clip(1 - np.abs(f), 0, None) ** 1.5, None
+        return base + np.float32(rng.uniform(100, 350)) * np.clip(1 - np.abs(f) / 2.5, 0, 1) ** 1.5, None
     if relief == "dunes":
         h, inter = dunes(rng, n, pixel_m)
         return base + h, inter
