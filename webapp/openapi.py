@@ -141,7 +141,14 @@ def _segment_path() -> dict:
             "operationId": "segment",
             "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "the scene: a GeoTIFF with B2 B3 B4 B8 B11 B12 (uint16 reflectance x "
+                                            "10000), or 12 bands with a reference pass's B2_ref ... B12_ref after them"},
+                    "reference": {"type": "string", "format": "binary",
+                                  "description": "optional: a six-band GeoTIFF of the same place on another (clear) "
+                                                 "date, warped onto the scene's grid; the multi-pass model compares "
+                                                 "the scene with it"}}}}}},
             "responses": {
                 "201": _ok("the new result", "#/components/schemas/Result"),
                 "200": _ok("the stored result of an identical upload", "#/components/schemas/Result"),
