@@ -2,8 +2,8 @@
 
     python perf/bench_simulator.py [--n 400] [--workers 2] [--size 256]
 
-Runs `methane-seg simulate` end to end (physics, GeoTIFF + mask + JSON writing)
-and extrapolates to the 10 000-scene target (< 10 minutes on 2 cores).
+Runs `methane-seg simulate` end to end (site, target and reference pass, 12-band GeoTIFF + mask +
+JSON writing) and extrapolates to the 10 000-scene target (< 10 minutes on 2 cores).
 """
 
 from __future__ import annotations

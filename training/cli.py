@@ -15,7 +15,7 @@ def _sim_one(args):
 
     sim = simulate_scene(seed, size=size)
     write_sim_scene(out, f"s{seed:07d}", sim)
-    return sim.meta["plume_pixels"] > 0
+    return sim.meta["plume_pixels"] > 0, bool(sim.meta["reference"]["sources"])
 
 
 def simulate_main(argv: list[str]) -> int:
@@ -23,7 +23,8 @@ def simulate_main(argv: list[str]) -> int:
 
     from training.splits import seeds_for
 
-    p = argparse.ArgumentParser(prog="methane-seg simulate", description="simulate Sentinel-2 scenes with methane plumes")
+    p = argparse.ArgumentParser(prog="methane-seg simulate",
+                                description="simulate Sentinel-2 scenes (target + reference pass, 12-band documents) with methane plumes")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--n", type=int, default=100, help="number of scenes")
     p.add_argument("--size", type=int, default=256, help="scene size in pixels (>= 64)")
@@ -42,18 +43,22 @@ def simulate_main(argv: list[str]) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(a.out), s, a.size) for s in seeds]
     t0 = time.time()
-    n_plume = 0
+    n_plume = n_ref_plume = 0
     if a.workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(a.workers) as pool:
-            for has in tqdm(pool.imap_unordered(_sim_one, jobs, chunksize=8), total=len(jobs), desc="simulate"):
+            for has, ref in tqdm(pool.imap_unordered(_sim_one, jobs, chunksize=8), total=len(jobs), desc="simulate"):
                 n_plume += has
+                n_ref_plume += ref
     else:
         for j in tqdm(jobs, desc="simulate"):
-            n_plume += _sim_one(j)
+            has, ref = _sim_one(j)
+            n_plume += has
+            n_ref_plume += ref
     dt = time.time() - t0
-    print(f"{a.n} scenes ({n_plume} with labelled plume pixels) in {a.out} "
+    print(f"{a.n} scenes ({n_plume} with labelled plume pixels, {n_ref_plume} references with a plume of their own) "
+          f"in {a.out} "
           f"[{a.split} seeds {seeds[0]}..{seeds[-1]}], {dt:.1f} s, {1000 * dt / a.n:.0f} ms/scene wall")
     return 0
 

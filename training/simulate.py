@@ -39,11 +39,11 @@ from training.splits import split_of
 
 SIMULATOR_VERSION = "2.0"
 I11, I12 = BANDS.index("B11"), BANDS.index("B12")
-Q_RANGE_KG_H = (200.0, 20_000.0)
+Q_RANGE_KG_H = (300.0, 20_000.0)
 WIND_RANGE_MS = (1.0, 10.0)
 # Scenes without any source; with the sources too weak to give a labelled plume (most under
 # ~1000 kg/h) about a third of all scenes are plume-free by the label.
-NO_SOURCE_P = 0.15
+NO_SOURCE_P = 0.1
 AT_FACILITY_P = 0.5  # share of sources put at a pad or plant (when the site has one)
 ON_PIPELINE_P = 0.15  # ... on a pipeline
 N_ANCHORS = 3  # places where a source can be, drawn in every scene (wet patches gather there too)
