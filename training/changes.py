@@ -13,7 +13,7 @@ import numpy as np
 from training import shapes
 from training import water as wt
 from training.landuse import parcel_spectra
-from training.render import wetness
+from training.render import patch_profile
 
 CHANGE_KINDS = ("sun", "haze", "clouds", "parcels", "vegetation", "rain_soil", "wet_patch", "water_level", "flare",
                 "construction", "burn", "gains", "shift", "reference_plume")
@@ -50,8 +50,9 @@ def _patches(site, tgt, ref):
         return None
     m = np.zeros((site.n, site.n), np.float32)
     for p in tgt.wet_patches + ref.wet_patches:
-        shapes.add_max(m, shapes.disc(site.n, (p["row"], p["col"]), p["radius"]))
-    return m > 0.5
+        prof, box = patch_profile(site.n, p)
+        shapes.add_max(m, (prof * np.float32(p["wetness"]) * site.wet_k[box[0]:box[1], box[2]:box[3]], box))
+    return m > WET_MIN
 
 
 def _water(site, tgt, ref):

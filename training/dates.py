@@ -30,6 +30,7 @@ CLOUD_P, CLOUD_COVER = 0.3, (0.02, 0.3)
 AOD_RANGE = (0.03, 0.4)
 RAIN_P = 0.12
 WET_PATCHES_MEAN = 0.5
+WET_STREAK_P = 0.4
 GAIN_SD, STEP_SD, STEP_P = 0.004, 0.004, 0.3
 
 
@@ -153,12 +154,18 @@ def draw_pass(rng, site, lat: float, doy: float, anchors, clouds: bool | None = 
         n_wet = 0
     wet_patches = []
     for _ in range(n_wet):
+        radius = float(rng.uniform(1.5, 10))
+        # some are streaks (run-off, a watered track, a leak along a slope): plume-shaped look-alikes
+        aspect = float(rng.uniform(2, 6)) if rng.random() < WET_STREAK_P else 1.0
+        angle = float(rng.uniform(0, np.pi * 2))
         if len(anchors) and rng.random() < 0.6:
             r, c = anchors[int(rng.integers(len(anchors)))]
             r, c = r + rng.normal(0, 4), c + rng.normal(0, 4)
+            if aspect > 1:  # a streak starts at the place and runs away from it
+                r, c = r - 0.8 * radius * np.cos(angle), c + 0.8 * radius * np.sin(angle)
         else:
             r, c = rng.uniform(0, n, 2)
-        wet_patches.append({"row": float(r), "col": float(c), "radius": float(rng.uniform(1.5, 10)),
+        wet_patches.append({"row": float(r), "col": float(c), "radius": radius, "aspect": aspect, "angle": angle,
                             "wetness": float(rng.uniform(0.1, 0.6))})
     if target is None:
         level = float(rng.normal(0, 0.3))

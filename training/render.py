@@ -29,14 +29,24 @@ def wetness(site, st) -> np.ndarray:
     n = site.n
     wet = np.zeros((n, n), np.float32) if st.rain is None else st.rain.copy()
     for p in st.wet_patches:
-        m, (r0, r1, c0, c1) = shapes.disc(n, (p["row"], p["col"]), p["radius"])
-        if m.size:
-            yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
-            prof = np.clip(1 - np.hypot(yy - p["row"], xx - p["col"]) / np.float32(p["radius"]), 0, 1) ** 0.6
-            wet[r0:r1, c0:c1] += np.float32(p["wetness"]) * prof
+        prof, (r0, r1, c0, c1) = patch_profile(n, p)
+        wet[r0:r1, c0:c1] += np.float32(p["wetness"]) * prof
     if site.shore_elev is not None:
         wet += wt.wet_shore(site.shore_elev, st.level, *st.shore_wet)
     return wet
+
+
+def patch_profile(n: int, p: dict):
+    """(wetness profile 0..1, box) of a wet patch: an ellipse of semi-axes radius and radius / aspect,
+    its long axis at `angle` (radians clockwise from north), wettest in the middle."""
+    _, box = shapes.disc(n, (p["row"], p["col"]), p["radius"])
+    r0, r1, c0, c1 = box
+    yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+    dn, de = -(yy - np.float32(p["row"])), xx - np.float32(p["col"])
+    ca, sa = np.float32(np.cos(p["angle"])), np.float32(np.sin(p["angle"]))
+    along = (dn * ca + de * sa) / np.float32(p["radius"])
+    across = (-dn * sa + de * ca) * np.float32(p["aspect"] / p["radius"])
+    return np.clip(1 - np.hypot(along, across), 0, 1) ** 0.6, box
 
 
 def surface(site, st) -> np.ndarray:
