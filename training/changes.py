@@ -19,7 +19,7 @@ CHANGE_KINDS = ("sun", "haze", "clouds", "parcels", "vegetation", "rain_soil", "
                 "construction", "burn", "gains", "shift", "reference_plume")
 SUN_MIN_DEG = 1.0  # sun zenith or azimuth differing by more than this is a change of shading
 HAZE_MIN_AOD = 0.05
-GAIN_MIN = 0.003
+GAIN_MIN = 0.01  # a band gain differing by more than 1 %
 SHIFT_MIN_PX = 0.05
 PARCEL_MIN = 0.04  # relative change of a parcel's reflectance in some band
 VEG_MIN = 0.08
