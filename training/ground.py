@@ -81,7 +81,7 @@ def vegetation_cover(rng, n: int, mean: float, scale: float | None = None) -> np
     scale = scale or rng.uniform(4, 30)
     f = fbm(rng, n, scales=(scale * 4, scale, 1.5), weights=(0.6, 1.0, 0.5))
     off = np.log(mean / (1 - mean))
-    return (1 / (1 + np.exp(-(1.8 * f + off)))).astype(np.float32)
+    return (0.85 / (1 + np.exp(-(1.2 * f + off)))).astype(np.float32)  # mixed pixels: rarely a closed canopy
 
 
 def burn_scar(rng, n: int) -> np.ndarray:
@@ -98,9 +98,9 @@ def burn_scar(rng, n: int) -> np.ndarray:
 
 def salt_flat(rng, n: int):
     """A playa: (crust mask 0..1, zone field) — halite in the centre, gypsum / clay rings outside."""
-    f = fbm(rng, n, scales=(rng.uniform(80, 250), 30, 6), weights=(1, 0.35, 0.1))
+    f = fbm(rng, n, scales=(rng.uniform(80, 250), 40, 10), weights=(1, 0.2, 0.04))
     t = threshold_fraction(f, rng.uniform(0.25, 0.8))
-    crust = soft_step(f - t, 0.3)
+    crust = soft_step(f - t, 0.08)  # a playa's edge is sharp at 20 m
     return crust, (f - t).astype(np.float32)
 
 

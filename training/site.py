@@ -166,6 +166,8 @@ def _natural(rng, n: int, recipe: dict) -> dict:
         wet_k += ch * np.float32(rng.uniform(0.5, 1.2))
         info["wadis"] = True
     veg = gr.vegetation_cover(rng, n, rng.uniform(*recipe["veg"]))
+    if "salt_flat" in info:
+        veg *= 1 - crust  # nothing grows on the crust
     if rng.random() < recipe["burn"]:
         b = gr.burn_scar(rng, n)
         paint(g, b * np.float32(rng.uniform(0.5, 0.95)), pick(rng, ("char", "char", "ash")))
