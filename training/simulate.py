@@ -229,13 +229,14 @@ def simulate_scene(
     has_ref_plume = rng.random() < p_ref
     has_ref_plume = has_ref_plume if reference_plume is None else bool(reference_plume)
     ref_sources = []
+    s = _draw_plume(rng, None, None)  # drawn in every scene, so that forcing the plume changes nothing else
+    j = int(rng.integers(max(n_src, 1)))
+    rate = float(np.exp(rng.normal(0, REF_Q_SIGMA)))
     if has_ref_plume:
-        s = _draw_plume(rng, None, None)
         if n_src:
-            j = int(rng.integers(n_src))
-            s["q_kg_h"] = float(np.clip(sources[j]["q_kg_h"] * np.exp(rng.normal(0, REF_Q_SIGMA)), *Q_RANGE_KG_H))
+            s["q_kg_h"] = float(np.clip(sources[j]["q_kg_h"] * rate, *Q_RANGE_KG_H))
             s["target_source"] = j
-        a = anchors[j if n_src else 0]
+        a = anchors[j]
         s["row"] = a[0] - MARGIN + ref.sensor.phase[0]
         s["col"] = a[1] - MARGIN + ref.sensor.phase[1]
         s["reference_only"] = True
