@@ -184,7 +184,7 @@ def draw_pass(rng, site, lat: float, doy: float, anchors, clouds: bool | None = 
         parcel_wet = np.where(p.irrigated & (rng.random(len(p.crop)) < 0.25), rng.uniform(0.15, 0.7, len(p.crop)), 0.0)
     flares = []
     for fl in site.flares:
-        on = rng.random() < fl.get("p_on", 0.65)
+        on = rng.random() < fl["p_on"]
         flares.append(float(on) * float(np.exp(rng.normal(0, 0.4))))
     if target is not None and site.flares and "flare" in force:
         flares = list(target.flares_on)  # False: every flare as on the target date

@@ -89,7 +89,7 @@ def pads(rng, site, count: int, region: np.ndarray) -> None:
     grid = rng.normal(0, 0.03) if rng.random() < 0.6 else None
     for _ in range(count):
         c = rng.uniform(4, n - 4, 2)
-        if region[int(c[0]), int(c[1])] < 0.5:
+        if region[int(c[0]), int(c[1])] < 0.5 or not site.is_dry(*c):
             continue
         hh, hw = rng.uniform(1.5, 4.5, 2)
         ang = grid if grid is not None else rng.uniform(0, np.pi)
@@ -106,7 +106,7 @@ def pads(rng, site, count: int, region: np.ndarray) -> None:
             site.add_pond(rng, (c[0] + rng.choice([-1, 1]) * (hh + 1.5), c[1]), rng.uniform(0.8, 2), rng.uniform(1, 3), ang)
         site.pads.append({"row": float(c[0]), "col": float(c[1]), "kind": "pad"})
         if rng.random() < 0.12:
-            site.add_flare(c + rng.uniform(-1, 1, 2), rng.uniform(0.03, 0.6))
+            site.add_flare(c + rng.uniform(-1, 1, 2), rng.uniform(0.03, 0.6), rng.uniform(0.3, 0.95))
 
 
 def plant(rng, site) -> None:
@@ -126,7 +126,7 @@ def plant(rng, site) -> None:
     site.pads.append({"row": float(c[0]), "col": float(c[1]), "kind": "plant"})
     site.elements["plant"] = site.elements.get("plant", 0) + 1
     if rng.random() < 0.6:
-        site.add_flare(c + rng.uniform(-0.9, 0.9, 2) * np.array([hh, hw]), rng.uniform(0.1, 1.5))
+        site.add_flare(c + rng.uniform(-0.9, 0.9, 2) * np.array([hh, hw]), rng.uniform(0.1, 1.5), rng.uniform(0.5, 0.98))
 
 
 def plan_construction(rng, site, count: int) -> None:

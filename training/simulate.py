@@ -114,7 +114,7 @@ def _draw_plume(rng, q_kg_h, wind_ms) -> dict:
 def _force_site(rng, site, force: dict, n: int) -> None:
     """Give the site what a forced change needs (a flare, a planned pad, a burnable area)."""
     if force.get("flare") and not site.flares:
-        site.add_flare(rng.uniform(MARGIN + 8, MARGIN + n - 8, 2), rng.uniform(0.2, 1.0))
+        site.add_flare(rng.uniform(MARGIN + 8, MARGIN + n - 8, 2), rng.uniform(0.2, 1.0), 0.5)
     if force.get("construction") and not site.planned:
         infra.plan_construction(rng, site, 1)
     if force.get("burn") and site.fresh_burn is None:

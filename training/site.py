@@ -119,10 +119,12 @@ class Site:
         wt.pond(rng, self.n, self._water(), centre, half_h, half_w, angle)
         self.elements["ponds"] = self.elements.get("ponds", 0) + 1
 
-    def add_flare(self, pos, strength: float) -> None:
-        self.flares.append({"row": float(pos[0]), "col": float(pos[1]), "strength": float(strength)})
+    def add_flare(self, pos, strength: float, p_on: float) -> None:
+        """A flare at pos (row, col) burning with probability p_on on a date."""
+        self.flares.append({"row": float(pos[0]), "col": float(pos[1]), "strength": float(strength), "p_on": float(p_on)})
 
     def is_dry(self, r: float, c: float) -> bool:
+        """No water body at (r, c) at the nominal level."""
         if self.shore_elev is None:
             return True
         i, j = int(np.clip(r, 0, self.n - 1)), int(np.clip(c, 0, self.n - 1))

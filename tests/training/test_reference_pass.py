@@ -128,7 +128,8 @@ def test_reference_plume_is_never_in_the_target_mask():
     assert len(ref["sources"]) == 1 and ref["sources"][0]["reference_only"] is True
     assert "reference_plume" in ref["changes"] and free.ref_column.max() > 0
     # plume scenes whose source also emitted on the reference date, in another wind and at another rate
-    for seed in range(2_000_851, 2_000_856):
+    seen = 0
+    for seed in range(2_000_851, 2_000_857):
         sim = simulate_scene(seed, size=128, n_sources=1, q_kg_h=8000.0, reference_plume=True, turbulence=False)
         rs, ts = sim.meta["reference"]["sources"][0], sim.meta["sources"][0]
         assert rs["reference_only"] and rs["target_source"] == 0
@@ -142,8 +143,12 @@ def test_reference_plume_is_never_in_the_target_mask():
         assert np.array_equal(sim.data, off.data) and np.array_equal(sim.mask, off.mask)
         assert off.meta["reference"]["sources"] == [] and off.ref_column.max() == 0
         drop = 1 - sim.reference[I12].astype(float) / off.reference[I12].astype(float)
+        assert abs(drop[sim.ref_column < 1e-4].mean()) < 1e-3
         strong = sim.ref_column > 0.3
-        assert drop[strong].mean() > 0.015 and abs(drop[sim.ref_column < 1e-4].mean()) < 1e-3
+        if strong.sum() >= 5:
+            seen += 1
+            assert drop[strong].mean() > 0.015
+    assert seen >= 3
     none = simulate_scene(2_000_851, size=128, n_sources=1, q_kg_h=8000.0, reference_plume=False)
     assert none.meta["reference"]["sources"] == [] and none.ref_column.max() == 0
 
