@@ -24,6 +24,10 @@ from training.noise import fbm, smooth_field, threshold_fraction
 
 OVERPASS_LST_H = 10.5  # Sentinel-2 mean local solar time at the descending node
 REVISIT_DAYS = 5  # same relative orbit every 5 days (two satellites)
+# SNR of B11 at reflectance 0.3 (B12's is 0.9 of it), drawn log-uniform: at 100 B12's per-pixel noise
+# over bright land is about 1.1 %, at 400 about 0.3 %, spanning both figures of PHYSICS.md ("SNR of
+# order 100-200 over bright surfaces", "B12 noise about 0.2-0.8 % over land").
+SNR_RANGE = (100.0, 400.0)
 SNR_REF_SZA_DEG = 40.0  # the drawn SNR holds at this sun zenith angle; radiance (and SNR) scale with cos(SZA)
 MAX_MISREGISTRATION_PX = 0.4
 CLOUD_P, CLOUD_COVER = 0.3, (0.02, 0.3)
@@ -103,7 +107,7 @@ def _rain(rng, n: int) -> tuple[np.ndarray, float]:
 
 
 def _sensor(rng, sza: float, target: PassState | None, same_orbit: bool, misreg) -> Sensor:
-    snr = float(rng.uniform(100, 200)) * np.cos(np.deg2rad(sza)) / np.cos(np.deg2rad(SNR_REF_SZA_DEG))
+    snr = float(np.exp(rng.uniform(*np.log(SNR_RANGE)))) * np.cos(np.deg2rad(sza)) / np.cos(np.deg2rad(SNR_REF_SZA_DEG))
     gains = (1 + rng.normal(0, GAIN_SD, 6)).astype(np.float32)
     step = None
     t_step = target.sensor.step if target is not None else None

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.contract import REF_BANDS
+
 from core.plumes.emission import plume_emission
 from core.plumes.facilities import facilities
 from core.plumes.geometry import MIN_PIXELS, Plume, candidate_ends, label_pieces, plain_json, downwind_joins
@@ -163,8 +165,11 @@ def _trace(scene, mask, labels, k, box, peaks, *, wind_to_deg, wind_ms, facility
     rows, cols = rows + box[0].start - r0, cols + box[1].start - c0
     valid = scene.valid[r0:r1, c0:c1]
     outside = ~mask[r0:r1, c0:c1] & valid
-    block = scene.read((r0, c0, r1 - r0, c1 - c0))
-    raw, b11_share = regression_signal(block, outside)
+    window = (r0, c0, r1 - r0, c1 - c0)
+    block = scene.read(window)
+    # with a reference pass, the multi-pass regression (its B11 and B12 predict the static SWIR texture)
+    reference = scene.read(window, REF_BANDS) if scene.has_reference else None
+    raw, b11_share = regression_signal(block, outside, reference=reference)
     raw[~valid] = 0.0  # the walk does not follow nodata
     # Smoothed over about a plume's width, so that a tip's signal is the plume's, not a noisy pixel's.
     signal = ndimage.gaussian_filter(raw, SMOOTH_PX)[rows, cols]
