@@ -35,16 +35,29 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "focal": ("reference, focal loss", ["--loss", "focal"]),
     "lovasz": ("reference, BCE + Lovasz loss", ["--loss", "lovasz"]),
 }
+# The multi-pass network (target + reference pass, 12 bands) against the product's labels: inputs,
+# encoder and width, each row changing one thing against the first.
+MULTIPASS_CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "mp-r18": ("multi-pass U-Net, resnet18 (depth 3), decoder 32-16-8, all inputs (mp)", ["--features", "mp"]),
+    "mp-derived": ("inputs without the reference's own bands (mp_derived)", ["--features", "mp_derived"]),
+    "mp-compact": ("inputs: target bands, MBMP and the multi-pass regression only (mp_compact)",
+                   ["--features", "mp_compact"]),
+    "mp-r18-wide": ("decoder 64-32-16", ["--features", "mp", "--decoder-channels", "64,32,16"]),
+    "mp-mnv2": ("mobilenet_v2 encoder", ["--features", "mp", "--encoder", "mobilenet_v2"]),
+}
+FAMILIES = {"single": CONFIGS, "multipass": MULTIPASS_CONFIGS}
 VISIBLE_DROP = 0.02
 TILE = 256
 
 
 def train(name: str, flags: list[str], a) -> float:
     out = a.out / name
+    # the single-pass family trains on the visible part of each plume; the multi-pass one on the labels
+    visible = VISIBLE_DROP if a.family == "single" else 0.0
     cmd = [sys.executable, "-c", "import sys; from training.train import main; sys.exit(main(sys.argv[1:]))",
            "--data", str(a.data), "--out", str(out), "--epochs", "1", "--steps-per-epoch", str(a.steps),
            "--batch-size", str(a.batch_size), "--crop", "128", "--lr", "2e-3", "--plume-frac", "0.6",
-           "--visible-drop", str(VISIBLE_DROP), "--max-train", str(a.max_train), "--max-val", str(a.max_val),
+           "--visible-drop", str(visible), "--max-train", str(a.max_train), "--max-val", str(a.max_val),
            "--seed", str(a.seed), *flags]
     if (out / "last.pt").exists() and not a.retrain:
         return json.loads((out / "timing.json").read_text())["train_minutes"]
@@ -97,13 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-train", type=int, default=1500)
     p.add_argument("--max-val", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", nargs="*", default=None, help="configuration names (default: all)")
+    p.add_argument("--family", choices=sorted(FAMILIES), default="single",
+                   help="single: single-pass configurations (6 bands); multipass: target + reference (12 bands)")
+    p.add_argument("--only", nargs="*", default=None, help="configuration names (default: all of the family)")
     p.add_argument("--retrain", action="store_true", help="train again even where a checkpoint exists")
     a = p.parse_args(argv)
-    names = a.only or list(CONFIGS)
-    unknown = sorted(set(names) - set(CONFIGS))
+    configs = FAMILIES[a.family]
+    names = a.only or list(configs)
+    unknown = sorted(set(names) - set(configs))
     if unknown:
-        p.error(f"unknown configurations {unknown}; known: {list(CONFIGS)}")
+        p.error(f"unknown configurations {unknown}; known: {list(configs)}")
 
     import torch
     from tqdm import tqdm
@@ -112,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     from training.model import load_checkpoint
 
     torch.set_num_threads(2)
-    xv, yv = load_scenes(a.data / "val", a.max_val)
-    vis = visible_labels(a.data / "val", a.max_val, VISIBLE_DROP)
+    xv, yv = load_scenes(a.data / "val", a.max_val, bands=6 if a.family == "single" else 12)
+    vis = visible_labels(a.data / "val", a.max_val, VISIBLE_DROP) if a.family == "single" else yv
     results_path = a.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.pop("_settings", None)
     for name in tqdm(names, desc="configurations"):
-        what, flags = CONFIGS[name]
+        what, flags = configs[name]
         minutes = train(name, flags, a)
         model, _ = load_checkpoint(a.out / name / "last.pt")
         prob = predict(model, xv)
@@ -127,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({name: results[name]}), flush=True)
         a.out.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=1))
-    ordered = {n: results[n] for n in CONFIGS if n in results}
-    settings = {"steps": a.steps, "batch_size": a.batch_size, "max_train": a.max_train, "max_val": a.max_val,
-                "seed": a.seed, "visible_drop": VISIBLE_DROP}
+    ordered = {n: results[n] for n in configs if n in results}
+    settings = {"family": a.family, "steps": a.steps, "batch_size": a.batch_size, "max_train": a.max_train,
+                "max_val": a.max_val, "seed": a.seed, "visible_drop": VISIBLE_DROP if a.family == "single" else 0.0}
     results_path.write_text(json.dumps({"_settings": settings, **ordered}, indent=1))
     print(f"scored {len(ordered)} configurations into {results_path}; their CPU cost and the table: "
           f"python perf/bench_variants.py --runs {a.out}")
