@@ -35,7 +35,7 @@ test-fast: $(VENV)/.test
 # that checkpoint, --init) -> train the source branch onto it (24 epochs), then continue it on 2000
 # further scenes (9 x 500 steps of 64 crops) -> export (FP32, FP16, INT8 if it holds its gates) ->
 # evaluate -> report (outside CI; CUDA is used when present; hours on 2 cores). The served plume
-# network's first part ran on a timed schedule that its lease cut short (README "Model and quality"),
+# network's first part ran on a timed schedule that its lease cut short (docs/methods.md, "Training recipe"),
 # so this reproduces the recipe, not the bits.
 HEAD_FLAGS ?= --crop 128 --plume-frac 0.5 --head-frac 0.2 --head-weight 5 --visible-drop 0.02 --max-val 150 \
 	--features regress

@@ -15,7 +15,7 @@
   PAGE_SIZE           20 (history and API pages)
   PREVIEW_SIZE        1024 (longest side of the previews shown on the page)
   API_KEY             unset; when set, the JSON API (/api/v1/*, but its OpenAPI document) needs
-                      the header X-API-Key: <key>. docker-compose sets it.
+                      the header X-API-Key: <key> (or Authorization: Bearer <key>). docker-compose sets it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ sources within 2 pixels (30 of 33), median 0.49 px, with the source heat map in 
 views (core.plumes.heat_sources, pick_source). With the plume network served before 2026-11-29:
 29 found, 28 within 2 px. These scenes are the block on which the upwind walk was tuned (traced
 from the mask alone: 85 %, 0.62 px); on the 840 held-out scenes of five other blocks the heat map
-gives 94 % against 76 % traced (README, "Plumes, leak sources"; `methane-seg sources` measures
+gives 94 % against 76 % traced (docs/quality.md; `methane-seg sources` measures
 both in process). The issue asks for every source within 2 pixels;
 the model does not reach that, so the test holds the figures measured (90 %: met with no slack,
 one more miss fails it): a worse model or a broken source step fails it, and most sources must

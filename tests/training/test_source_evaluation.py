@@ -33,7 +33,7 @@ def test_sources_report_on_a_few_scenes(tmp_path, capsys):
     # The served graph finds these strong plumes (measured: 6 of 6; with the source heat map in two
     # views all 6 sources within 2 px, median 0.42 px, the same with its highest peak alone; traced from the
     # mask all 6, median 0.50 px, and 5 of 6 without the facility step; over hundreds of scenes
-    # the heat map places more, README).
+    # the heat map places more, docs/quality.md).
     assert summary["model"]["found"] >= 5 and summary["model"]["within_2px"] >= 5 / 6
     assert summary["model_heat_top"]["within_2px"] >= 5 / 6
     assert summary["model"]["median_px"] <= 1.5
