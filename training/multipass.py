@@ -8,10 +8,10 @@ ONNX, what the field has found useful (MARS-S2L's inputs; Varon et al. 2021's mu
   is compared, and the network sees where that is;
 - the multi-band multi-pass retrieval (MBMP): log(B12/B11) of the target minus the reference's,
   against its local background (a masked 31-pixel mean), and smoothed over about a plume's width;
-- a multi-pass regression: the target's B12 predicted from the target's other five bands and the
-  reference's B11 and B12, fitted per tile by least squares reweighted (Huber) so that the pixels
-  that changed between the dates pull little; B12's relative drop below that prediction is methane
-  (and noise), since the static texture, the date's haze and gains are predicted;
+- a multi-pass regression: the target's B12/B11 predicted from the reference's B12/B11 and both
+  passes' visible and NIR bands over their B11, fitted per tile by least squares reweighted (Huber)
+  so that the pixels that changed between the dates pull little; the drop below that prediction is
+  methane (and noise), since the static texture, shading, haze and gains are predicted;
 - the change of each of the other bands between the dates (log target / reference), so that the
   network can tell a greened parcel, rain-darkened soil or a moved shoreline from methane, which
   leaves B2-B8 alone and B11 nearly so;
@@ -73,14 +73,21 @@ def masked_blur(v: torch.Tensor, m: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def regression_drop_mp(t: torch.Tensor, r: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) relative drop of the target's B12 below B12 predicted from the target's B2, B3,
-    B4, B8, B11 and the reference's B11 and B12, fitted over each image on the pixels where m is 1
-    (Huber-reweighted), clipped to +-ANOMALY_CLIP, 0 where m is 0."""
+    """(N, 1, H, W) relative drop of the target's B12/B11 below the B12/B11 predicted from the
+    reference's B12/B11 and both passes' B2, B3, B4, B8 over their B11, fitted over each image on the
+    pixels where m is 1 (Huber-reweighted), clipped to +-ANOMALY_CLIP, 0 where m is 0.
+
+    Every predictor is a ratio to B11 of its own pass, so that what multiplies all bands of a pass
+    alike (slope shading under another sun, haze's transmittance, an overall gain) cancels, as it
+    does in MBMP; the fit then predicts what MBMP cannot: how the target's SWIR ratio follows the
+    reference's and the changes the visible bands show (greening, wetting)."""
     n, _, h, w = t.shape
-    preds = torch.cat([t[:, :I12], r[:, I11:I12 + 1]], dim=1).reshape(n, NB + 1, h * w)
-    y = t[:, I12].reshape(n, 1, h * w)
-    valid = m.reshape(n, 1, h * w)
+    b11t, b11r = t[:, I11:I11 + 1] + RATIO_EPS, r[:, I11:I11 + 1] + RATIO_EPS
+    preds = torch.cat([t[:, :I11] / b11t, r[:, :I11] / b11r, (r[:, I12:I12 + 1] + RATIO_EPS) / b11r], dim=1)
     k = preds.shape[1]
+    preds = preds.reshape(n, k, h * w)
+    y = ((t[:, I12:I12 + 1] + RATIO_EPS) / b11t).reshape(n, 1, h * w)
+    valid = m.reshape(n, 1, h * w)
     # the intercept gets a tiny ridge too: a tile with no comparable pixel (all cloud or nodata) then
     # solves to a zero prediction, masked out, instead of dividing by zero
     ridge = torch.diag(torch.cat([torch.full((k,), MP_REGRESSION_RIDGE, dtype=t.dtype, device=t.device),
