@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.data import HEAD_RADIUS_PX, CropSampler, list_scenes, load_scenes, visible_labels
+from training.data import HEAD_RADIUS_PX, CropSampler, PassAugment, list_scenes, load_scenes, visible_labels
 from training.model import PlumeNet, SourcePlumeNet, load_checkpoint
 from training.schedule import TimedOneCycle, end_epoch, run_steps
 
@@ -142,15 +142,15 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--sigma, --epochs, --steps-per-epoch and --minutes must be positive")
 
 
-def _load_data(a: argparse.Namespace, t0: float):
+def _load_data(a: argparse.Namespace, t0: float, bands: int = 6):
     """Training scenes, their (visible) labels and heat targets, and the validation scenes and their
-    heat targets: xt, yt, ht, xv, hv."""
+    heat targets: xt, yt, ht, xv, hv. bands: the base network's input (12 for a multi-pass one)."""
     limit = a.max_train or None
-    xt, yt = load_scenes(a.data / "train", limit)
+    xt, yt = load_scenes(a.data / "train", limit, bands=bands)
     if a.visible_drop > 0:
         yt = visible_labels(a.data / "train", limit, a.visible_drop)
     ht = heat_targets(a.data / "train", yt, a.sigma, limit)
-    xv, yv = load_scenes(a.data / "val", a.max_val or None)
+    xv, yv = load_scenes(a.data / "val", a.max_val or None, bands=bands)
     if a.visible_drop > 0:
         yv = visible_labels(a.data / "val", a.max_val or None, a.visible_drop)
     hv = heat_targets(a.data / "val", yv, a.sigma, a.max_val or None)
@@ -234,7 +234,7 @@ def main(argv: list[str]) -> int:
     device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    xt, yt, ht, xv, hv = _load_data(a, t0)
+    xt, yt, ht, xv, hv = _load_data(a, t0, base.bands)
 
     model = SourcePlumeNet.from_plumenet(base)
     # epochs and learning-rate cycles of the run continued (--init)
@@ -245,7 +245,8 @@ def main(argv: list[str]) -> int:
     opt = torch.optim.AdamW(model.source_parameters(), lr=a.lr, weight_decay=1e-4)
     total = a.epochs * a.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, pct_start=0.1)
-    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1, plume_frac=a.plume_frac, heads=ht, head_frac=a.source_frac)
+    sampler = CropSampler(xt, yt, a.crop, seed=a.seed + 1, plume_frac=a.plume_frac, heads=ht, head_frac=a.source_frac,
+                          augment=PassAugment() if base.bands > 6 else None)
     best = -1.0
     timed = TimedOneCycle(opt, a.lr, a.minutes) if a.minutes else None
     for epoch in range(a.epochs):
