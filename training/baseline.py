@@ -78,7 +78,7 @@ def ratio_zscore(scene: Scene, window: int = WINDOW) -> np.ndarray:
 def reference_valid(scene: Scene) -> np.ndarray:
     """Pixels where the reference pass can be compared with: not nodata, not cloudy, and the target valid."""
     ref = scene.reference
-    return scene.valid & ~nodata_mask(ref) & ~cloud_mask(ref) & ~cloud_mask(scene.data)
+    return scene.valid & ~nodata_mask(ref) & ~cloud_mask(ref, scene.data) & ~cloud_mask(scene.data, ref)
 
 
 def mbmp_zscore(scene: Scene, window: int = WINDOW) -> np.ndarray:

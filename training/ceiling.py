@@ -61,7 +61,7 @@ def scene_signals(meta: dict) -> tuple[np.ndarray, dict]:
     nt = relative_noise(t, meta["snr_swir"], sensor.get("noise_alpha", 1e3))
     nr = relative_noise(r, ref.get("snr_swir", meta["snr_swir"]), ref.get("noise_alpha", 1e3))
     i11, i12 = 4, 5
-    usable = ~nodata_mask(sim.reference) & ~cloud_mask(sim.reference)
+    usable = ~nodata_mask(sim.reference) & ~cloud_mask(sim.reference, sim.data)
     signals = {
         "single_pass": ratio_drop / np.hypot(nt[i11], nt[i12]),
         "reference": np.where(usable, ratio_drop / np.sqrt(nt[i11] ** 2 + nt[i12] ** 2 + nr[i11] ** 2 + nr[i12] ** 2),

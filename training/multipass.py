@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from core.contract import BANDS
-from core.masks import CLOUD_MIN_B11, CLOUD_MIN_BLUE_RED, CLOUD_MIN_VISIBLE
+from core.masks import CLOUD_MIN_B11, CLOUD_MIN_BLUE_RED, CLOUD_MIN_BRIGHTENING, CLOUD_MIN_VISIBLE
 from training.model import ANOMALY_CLIP, ANOMALY_WINDOW, RATIO_EPS, SMOOTH_SIGMAS, _solve, gaussian_blur
 
 NB = len(BANDS)
@@ -50,13 +50,15 @@ MULTIPASS_FEATURE_SETS = {
 
 
 def reference_ok(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) 1 where both passes have data and neither is an opaque cloud (reflectances in)."""
-    def cloud(x):
+    """(N, 1, H, W) 1 where both passes have data and neither is an opaque cloud (reflectances in):
+    core/masks.py's two-pass test, a cloud-like pixel that is also brighter in B2 than on the other date."""
+    def cloud(x, other):
         vis = torch.minimum(torch.minimum(x[:, I2], x[:, I3]), x[:, I4])
-        return (vis >= CLOUD_MIN_VISIBLE) & (x[:, I11] >= CLOUD_MIN_B11) & (x[:, I2] >= CLOUD_MIN_BLUE_RED * x[:, I4])
+        return ((vis >= CLOUD_MIN_VISIBLE) & (x[:, I11] >= CLOUD_MIN_B11) & (x[:, I11] < x[:, I8])
+                & (x[:, I2] >= CLOUD_MIN_BLUE_RED * x[:, I4]) & (x[:, I2] - other[:, I2] >= CLOUD_MIN_BRIGHTENING))
 
     has = (t.amin(1) > 0) & (r.amin(1) > 0)
-    return (has & ~cloud(t) & ~cloud(r)).unsqueeze(1).to(t.dtype)
+    return (has & ~cloud(t, r) & ~cloud(r, t)).unsqueeze(1).to(t.dtype)
 
 
 def masked_box_mean(v: torch.Tensor, m: torch.Tensor, k: int = ANOMALY_WINDOW) -> torch.Tensor:

@@ -62,7 +62,7 @@ def regression_signal(block: np.ndarray, fit: np.ndarray, iterations: int = 3,
     if reference is not None:
         from core.masks import cloud_mask, nodata_mask
 
-        usable = ~nodata_mask(reference) & ~cloud_mask(reference)
+        usable = ~nodata_mask(reference) & ~cloud_mask(reference, block)
         mp_idx = np.flatnonzero(fit & usable)
         if mp_idx.size >= MIN_FIT_PX:
             r = reference.astype(np.float64)

@@ -164,10 +164,11 @@ def test_a_scene_with_its_reference_is_segmented_on_its_grid(triton, scenes, tmp
     in the summary. (Served without a multi-pass model, the single-pass one reads the target.)"""
     from core.contract import read_scene, write_scene
 
-    scene = read_scene(scenes["strong"])
-    ref = tmp_path / "ref.tif"
-    write_scene(ref, scene.data, scene.crs, scene.transform)
-    code = main(["segment", str(scenes["strong"]), "--reference", str(ref), "--out", str(tmp_path / "o"),
+    scene = read_scene(scenes["strong"])  # the simulator's 12-band document: split into two files
+    target, ref = tmp_path / "strong.tif", tmp_path / "ref.tif"
+    write_scene(target, scene.data, scene.crs, scene.transform)
+    write_scene(ref, scene.reference, scene.crs, scene.transform)
+    code = main(["segment", str(target), "--reference", str(ref), "--out", str(tmp_path / "o"),
                  "--url", triton.http_url])
     assert code == 0
     assert "target + reference" in capsys.readouterr().out

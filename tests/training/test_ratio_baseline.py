@@ -7,18 +7,25 @@ from methane_seg.cli import main
 from training.simulate import simulate_scene, write_sim_scene
 
 
-def test_baseline_finds_the_core_of_a_strong_desert_plume(tmp_path):
+def test_mbmp_baseline_finds_the_core_of_a_strong_desert_plume(tmp_path):
+    """A 12-band document with a clear reference: the default method is then MBMP, which finds most of
+    a strong plume on dune sand, where the single-date ratio is lost in the sand's SWIR texture
+    (measured on this scene: MBMP 268 of its 405 pixels on the plume, the ratio 39 of 479)."""
     sim = simulate_scene(seed=1_000_001, size=256, n_sources=1, q_kg_h=15000, wind_ms=2, clouds=False,
-                         surface="desert_sand")
+                         surface="desert_sand", ref_clouds=False, reference_plume=False)
     path = write_sim_scene(tmp_path, "desert", sim)
     assert main(["baseline", str(path), "--out", str(tmp_path / "out")]) == 0
     with rasterio.open(tmp_path / "out" / "desert_mask.tif") as ds, rasterio.open(path) as src:
         mask = ds.read(1)
         assert (ds.crs, ds.transform, ds.shape) == (src.crs, src.transform, src.shape)
     hits = np.logical_and(mask == 1, sim.mask == 1).sum()
-    assert hits >= 10 and hits >= 0.5 * (mask == 1).sum()
+    assert hits >= 100 and hits >= 0.5 * (mask == 1).sum()
     for suffix in ("_prob.tif", "_overlay.png", "_plumes.geojson"):
         assert (tmp_path / "out" / f"desert{suffix}").is_file()
+    assert main(["baseline", str(path), "--method", "ratio", "--out", str(tmp_path / "ratio")]) == 0
+    with rasterio.open(tmp_path / "ratio" / "desert_mask.tif") as ds:
+        ratio_hits = np.logical_and(ds.read(1) == 1, sim.mask == 1).sum()
+    assert ratio_hits < hits
 
 
 def test_baseline_refuses_bad_input(tmp_path, capsys):
