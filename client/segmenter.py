@@ -183,9 +183,10 @@ class Segmenter:
             source[~scene.valid] = np.nan
         probability[~scene.valid] = np.nan
         views_used = (self.source_views if near_plumes else 1) if source is not None else 0
+        reference = reference_name(scene) if len(info["bands"]) > len(BANDS) else None
         return SegmentationResult(
             scene=scene, probability=probability, mask=mask, threshold=info["threshold"],
-            model_name=model.model_name, model_version=info["version"], source=source,
+            model_name=model.model_name, model_version=info["version"], source=source, reference=reference,
             timings={"inference_s": time.perf_counter() - t0, "tiles": len(grid),
                      "source_tiles": source_tiles if source is not None else 0, "source_views": views_used},
         )
@@ -240,6 +241,13 @@ class Segmenter:
                 collect(pending.pop(0))
         for future in pending:
             collect(future)
+
+
+def reference_name(scene: Scene) -> str:
+    """How outputs name the reference pass a multi-pass model used."""
+    if scene.ref_path is not None:
+        return Path(scene.ref_path).name
+    return f"{scene.name} bands B2_ref..B12_ref"
 
 
 def _progress_bar(name: str, total: int):

@@ -50,7 +50,7 @@ def write_probability(path: Path, result) -> None:
         dst.write(result.probability.astype(np.float32), 1)
         dst.set_band_description(1, "plume probability")
         dst.update_tags(threshold=str(result.threshold), model=result.model_name,
-                        model_version=result.model_version)
+                        model_version=result.model_version, mode=result.mode, reference=result.reference or "none")
 
 
 def write_mask(path: Path, result) -> None:
@@ -62,7 +62,7 @@ def write_mask(path: Path, result) -> None:
         dst.write(mask, 1)
         dst.set_band_description(1, "plume mask (1 = plume)")
         dst.update_tags(threshold=str(result.threshold), model=result.model_name,
-                        model_version=result.model_version)
+                        model_version=result.model_version, mode=result.mode, reference=result.reference or "none")
 
 
 def stretch(bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -141,7 +141,7 @@ def write_geojson(path: Path, result, plumes) -> None:
 
     scene = result.scene
     properties = {"scene": scene.name, "model": result.model_name, "model_version": result.model_version,
-                  "threshold": result.threshold, "crs": scene.crs.to_string(), "plumes": len(plumes)}
+                  "mode": result.mode, "reference": result.reference, "threshold": result.threshold, "crs": scene.crs.to_string(), "plumes": len(plumes)}
     path.write_text(json.dumps(plumes_geojson(plumes, properties), separators=(",", ":")))
 
 

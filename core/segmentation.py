@@ -23,6 +23,13 @@ class SegmentationResult:
     model_version: str
     timings: dict = field(default_factory=dict)
     source: np.ndarray | None = None  # the source heat map (0..1; NaN on nodata and where not computed)
+    # The reference pass the model compared the target with: the separate file's name, or the 12-band
+    # document's own B*_ref bands; None when a single-pass model read the target alone.
+    reference: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "multi-pass" if self.reference else "single-pass"
 
     @property
     def plume_pixels(self) -> int:

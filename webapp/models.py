@@ -91,6 +91,8 @@ class Result(Base):
     footprint: Mapped[dict | None] = mapped_column(geojson_geometry("POLYGON"))
     model_name: Mapped[str] = mapped_column(sa.String(128), nullable=False)
     model_version: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    # The reference pass a multi-pass model compared the scene with (None: a single-pass model ran).
+    reference_name: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
     threshold: Mapped[float] = mapped_column(sa.Float, nullable=False)
     plume_pixels: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     plume_count: Mapped[int] = mapped_column(sa.Integer, nullable=False)

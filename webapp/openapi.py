@@ -57,8 +57,11 @@ SCHEMAS = {
                 "bounds": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
                            "description": "left, bottom, right, top in the scene's CRS"},
                 "footprint": {"oneOf": [GEOMETRY, {"type": "null"}]}}},
-            "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                                                       "threshold": {"type": "number"}}},
+            "model": {"type": "object", "properties": {
+                "name": {"type": "string"}, "version": {"type": "string"}, "threshold": {"type": "number"},
+                "mode": {"type": "string", "enum": ["multi-pass", "single-pass"]},
+                "reference": {"type": ["string", "null"],
+                              "description": "the reference pass the multi-pass model compared the scene with"}}},
             "plume_pixels": {"type": "integer"},
             "plume_count": {"type": "integer"},
             "max_probability": {"type": "number"},

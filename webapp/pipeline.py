@@ -115,6 +115,8 @@ def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
     seg = segmenter.segment(upload.path, on_tiles=on_tiles,
                             reference=upload.reference.path if upload.reference else None)
     seg.scene.name = upload.stem
+    if seg.reference is not None:  # name it as the user did: their reference file, or their document's bands
+        seg.reference = upload.reference.name if upload.reference else f"{upload.name} bands B2_ref..B12_ref"
     t1 = time.perf_counter()
     timings["inference_s"] = round(t1 - t0, 4)
     timings["tiles"] = int(seg.timings.get("tiles", 0))
@@ -157,7 +159,8 @@ def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
             id=result_id, input_name=upload.name, input_bytes=upload.total_bytes, content_sha256=upload.key,
             width=scene.width, height=scene.height, crs=scene.crs.to_string(),
             bounds=[float(left), float(bottom), float(right), float(top)], footprint=_footprint(scene),
-            model_name=seg.model_name, model_version=str(seg.model_version), threshold=float(seg.threshold),
+            model_name=seg.model_name, model_version=str(seg.model_version), reference_name=seg.reference,
+            threshold=float(seg.threshold),
             plume_pixels=seg.plume_pixels, plume_count=len(plumes), max_probability=max_prob, timings=timings,
             directory=result_id,
         )

@@ -339,19 +339,20 @@ def test_a_scene_with_its_reference_pass_is_one_document(client, scenes, tmp_pat
     from core.contract import read_scene, write_scene
     from rasterio.transform import from_origin
 
-    scene = read_scene(scenes["strong"])
-    ref = tmp_path / "earlier.tif"
-    write_scene(ref, scene.data, scene.crs, scene.transform)
-    pair = post_pair(client, scenes["strong"], ref)
+    scene = read_scene(scenes["strong"])  # the simulator's 12-band document: split into two files
+    target, ref = tmp_path / "strong.tif", tmp_path / "earlier.tif"
+    write_scene(target, scene.data, scene.crs, scene.transform)
+    write_scene(ref, scene.reference, scene.crs, scene.transform)
+    pair = post_pair(client, target, ref)
     assert pair.status_code == 201, pair.json
     assert (pair.json["input"]["width"], pair.json["input"]["height"]) == (scene.width, scene.height)
-    alone = post(client, scenes["strong"])
+    alone = post(client, target)
     assert alone.status_code == 201 and alone.json["cached"] is False
     assert alone.json["input"]["sha256"] != pair.json["input"]["sha256"]
-    assert post_pair(client, scenes["strong"], ref).json["cached"] is True
+    assert post_pair(client, target, ref).json["cached"] is True
     far = tmp_path / "far.tif"
-    write_scene(far, scene.data, scene.crs, from_origin(scene.transform.c + 90_000, scene.transform.f, 20, 20))
-    missed = post_pair(client, scenes["strong"], far)
+    write_scene(far, scene.reference, scene.crs, from_origin(scene.transform.c + 90_000, scene.transform.f, 20, 20))
+    missed = post_pair(client, target, far)
     assert missed.status_code == 422 and "reference: far.tif does not overlap" in missed.json["error"]["message"]
     assert client.get("/api/v1/results").json["total"] == 2
     two = client.post("/api/v1/segment", data={"file": (io.BytesIO(b"x"), "a.tif"),
