@@ -114,3 +114,23 @@ def test_ceiling_shares_grow_as_the_noise_to_see_through_shrinks(tmp_path):
         assert 0 <= two <= one <= 1, (det, one, two)
     assert result["perfect_background_2sigma"] >= result["reference_2sigma"]
     assert "| all |" in table({"all": result})
+
+
+def test_side_by_side_puts_evaluations_in_one_table(truth_dir, tmp_path, capsys):
+    from training.side_by_side import main as side_by_side
+
+    perfect_predictions(truth_dir, tmp_path / "perfect")
+    assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(tmp_path / "perfect"),
+                 "--json", str(tmp_path / "p.json")]) == 0
+    assert main(["baseline", *map(str, sorted(truth_dir.glob("?.tif"))), "--out", str(tmp_path / "mbmp")]) == 0
+    assert main(["evaluate", "--truth", str(truth_dir), "--pred", str(tmp_path / "mbmp"),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    out = tmp_path / "t.md"
+    assert side_by_side([f"perfect={tmp_path / 'p.json'}", f"MBMP={tmp_path / 'm.json'}", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| 3 test scenes | perfect | MBMP |" in text
+    assert "| pooled pixel IoU, Q ≥ 1000 kg/h / all | 1.000 / 1.000 |" in text
+    assert "| 3000-10000 | 1 | 100.0 % / 1.000 / 1.000 |" in text
+    with pytest.raises(SystemExit):
+        side_by_side(["nameless.json"])
+    assert "NAME=EVAL.json" in capsys.readouterr().err

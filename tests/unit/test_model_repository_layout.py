@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from core.contract import BANDS
+from core.contract import ALL_BANDS, BANDS
 from core.model_files import versions
 from export.repository import render_cpu_config, write_model_repository
 from tests.conftest import MODEL_REPOSITORY
@@ -24,8 +24,13 @@ def model_dirs():
     return sorted(p.parent for p in MODEL_REPOSITORY.glob("*/config.pbtxt"))
 
 
-def test_repository_has_the_segmenter():
-    assert [d.name for d in model_dirs()] == ["methane_seg"]
+# Each served model, its input bands and its outputs: the single-pass network with its source heat map,
+# the multi-pass one (target + reference pass) with its probability.
+SERVED = {"methane_seg": (BANDS, ["probability", "source"]), "methane_seg_multipass": (ALL_BANDS, ["probability"])}
+
+
+def test_repository_has_both_segmenters():
+    assert [d.name for d in model_dirs()] == sorted(SERVED)
 
 
 @pytest.mark.parametrize("model_dir", model_dirs(), ids=lambda p: p.name)
@@ -46,23 +51,24 @@ def test_config_matches_onnx_graph(model_dir):
     latest = versions[-1]
     assert (latest / "model.py").is_file()
     metadata = json.loads((latest / "metadata.json").read_text())
-    assert metadata["bands"] == list(BANDS)
+    bands, outputs = SERVED[model_dir.name]
+    assert metadata["bands"] == list(bands)
     assert float(metadata["threshold"]) == pytest.approx(threshold)
 
     session = ort.InferenceSession(str(latest / "model.onnx"), providers=["CPUExecutionProvider"])
     (inp,), outs = session.get_inputs(), session.get_outputs()
     (cin,) = config.input
-    # probability first; the committed model also has its source heat map (training/source.py)
-    assert [o.name for o in outs] == [o.name for o in config.output] == ["probability", "source"]
+    # probability first; the single-pass model also has its source heat map (training/source.py)
+    assert [o.name for o in outs] == [o.name for o in config.output] == outputs
     assert inp.name == cin.name and ORT_TYPES[inp.type] == cin.data_type
     assert all(ORT_TYPES[o.type] == c.data_type for o, c in zip(outs, config.output))
-    assert inp.shape[1] == len(BANDS) == cin.dims[0]
+    assert inp.shape[1] == len(bands) == cin.dims[0]
     assert not isinstance(inp.shape[0], int), "the batch axis must be dynamic"
     tile = int(metadata["tile_size"])
-    assert list(cin.dims) == [len(BANDS), tile, tile]
+    assert list(cin.dims) == [len(bands), tile, tile]
     assert all(list(c.dims) == [1, tile, tile] for c in config.output)
     # One tile through onnxruntime gives maps of the configured shape.
-    x = np.full((2, len(BANDS), tile, tile), 1500, np.uint16)
+    x = np.full((2, len(bands), tile, tile), 1500, np.uint16)
     for out in session.run(None, {inp.name: x}):
         assert out.shape == (2, 1, tile, tile) and out.dtype == np.float32
         assert np.all((out >= 0) & (out <= 1))
