@@ -2,7 +2,7 @@
 
     python perf/bench_client.py [--size 5490] [--url HOST:PORT --protocol grpc] [--json FILE]
                                 [--variant 2x1-nobatch] [--onnx model_int8.onnx] [--shared-memory auto|none]
-                                [--repository DIR] [--source-margin PX|all]
+                                [--repository DIR] [--source-margin PX|all] [--pair]
 
 Without --url it starts the pip-installed tritonserver on model_repository/ (with --variant or --onnx: on a
 temporary copy with that layout, instances x threads and dynamic batching or not, and/or that ONNX file;
@@ -13,6 +13,8 @@ source heat map near plume pixels (`--source-margin`, client/segmenter.py; `all`
 asks for both outputs in one pass, as before). The client runs in a child process (`methane-seg segment`), so its peak RSS is measured
 alone: time, tiles/s and peak RSS, against the targets (<= 20 s, <= 2 GB). `--shared-memory none` sends the
 tiles over the socket instead of the shared memory the client uses beside a local server (client/shm.py).
+`--pair`: the scene and its reference pass as two files (`segment --reference`), which the client sends
+to the multi-pass model as 12 bands per tile.
 """
 
 from __future__ import annotations
@@ -39,19 +41,23 @@ from common import served_onnx  # noqa: E402
 BLOCK = 1830  # a third of a Sentinel-2 tile at 20 m
 
 
-def make_scene(path: Path, size: int) -> None:
+def make_scene(path: Path, size: int, reference: Path | None = None) -> None:
+    """The scene (and, given `reference`, its reference pass as a file of its own)."""
     from core.contract import write_scene
     from training.simulate import simulate_scene
 
     sim = simulate_scene(2_999_001, size=BLOCK, n_sources=1, q_kg_h=10_000.0, wind_ms=3.0, clouds=False)
     reps = -(-size // BLOCK)
-    data = np.tile(sim.data, (1, reps, reps))[:, :size, :size]
-    write_scene(path, np.ascontiguousarray(data), sim.crs, sim.transform)
+    for data, dst in ((sim.data, path), (sim.reference, reference)):
+        if dst is not None:
+            write_scene(dst, np.ascontiguousarray(np.tile(data, (1, reps, reps))[:, :size, :size]), sim.crs, sim.transform)
 
 
 def run_client(scene: Path, out: Path, url: str, protocol: str, batch: int, concurrency: int,
-               shared_memory: str = "auto", source_margin: str = "32", source_views: str = "2") -> dict:
+               shared_memory: str = "auto", source_margin: str = "32", source_views: str = "2",
+               reference: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "methane_seg", "segment", str(scene), "--out", str(out), "--url", url,
+           *(["--reference", str(reference)] if reference else []),
            "--protocol", protocol, "--batch-size", str(batch), "--concurrency", str(concurrency),
            "--shared-memory", shared_memory, "--source-margin", source_margin,
            "--source-views", source_views]
@@ -90,11 +96,13 @@ def main(argv=None) -> int:
     p.add_argument("--source-views", default="2",
                    help="the client's --source-views (default 2: the heat map averaged over the tile and the tile "
                         "turned 180 degrees)")
+    p.add_argument("--pair", action="store_true", help="a target + reference pair (the multi-pass model)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         scene = Path(tmp) / "scene.tif"
-        make_scene(scene, a.size)
+        reference = Path(tmp) / "reference.tif" if a.pair else None
+        make_scene(scene, a.size, reference)
         server = None
         url = a.url
         if url is None:
@@ -114,18 +122,18 @@ def main(argv=None) -> int:
             url = server.grpc_url if a.protocol == "grpc" else server.http_url
         try:
             figures = run_client(scene, Path(tmp) / "out", url, a.protocol, a.batch_size, a.concurrency,
-                                 a.shared_memory, a.source_margin, a.source_views)
+                                 a.shared_memory, a.source_margin, a.source_views, reference)
         finally:
             if server is not None:
                 server.cleanup()
-    figures.update(size=a.size, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
+    figures.update(size=a.size, pair=a.pair, protocol=a.protocol, batch_size=a.batch_size, concurrency=a.concurrency,
                    variant=a.variant or ("shipped" + (", socket" if a.shared_memory == "none" else "")
                                          + (", heat map on every tile" if a.source_margin == "all" else "")
                                          + (f", heat map in {a.source_views} view(s)" if a.source_views != "2"
                                             else "")),
                    shared_memory=a.shared_memory, source_margin=a.source_margin,
                    transport="socket" if a.shared_memory == "none" or (a.url and not is_local(a.url)) else "shm",
-                   onnx=Path(a.onnx).name if a.onnx else served_onnx(a.repository).name,
+                   onnx=Path(a.onnx).name if a.onnx else served_onnx(a.repository, pair=a.pair).name,
                    repository=str(a.repository),
                    target_seconds=20, target_rss_mb=2048)
     print(json.dumps(figures))

@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:  # scripts run as `python perf/x.py`
     sys.path.insert(0, str(ROOT))
 
 MODEL_NAME = "methane_seg"
+MULTIPASS_MODEL_NAME = "methane_seg_multipass"
 DEFAULT_REPOSITORY = ROOT / "model_repository"
 DEFAULT_ONNX = DEFAULT_REPOSITORY / MODEL_NAME / "1" / "model.onnx"
 
@@ -176,12 +177,13 @@ def measure_layout(path, layout: tuple[int, int], batch: np.ndarray, seconds: fl
 
 
 # -- Triton model repository variants ------------------------------------------------------------
-def served_onnx(repository=DEFAULT_REPOSITORY) -> Path:
+def served_onnx(repository=DEFAULT_REPOSITORY, pair: bool = False) -> Path:
     """The ONNX file the repository's CPU instances serve (config.pbtxt's onnx_file: the INT8 variant
-    where export/int8.py found that it holds its gates). In-process baselines use the same file."""
+    where export/int8.py found that it holds its gates). In-process baselines use the same file.
+    pair: the multi-pass model's."""
     from core.model_files import latest_version, served_onnx as version_onnx
 
-    return version_onnx(latest_version(repository, MODEL_NAME))
+    return version_onnx(latest_version(repository, MULTIPASS_MODEL_NAME if pair else MODEL_NAME))
 
 
 def repository_variant(dst: Path, *, instances: int, threads: int, dynamic: bool, dtype: str = "uint16",

@@ -160,8 +160,8 @@ def test_a_reference_that_misses_the_scene_exits_2_before_the_server(contract_sc
 
 
 def test_a_scene_with_its_reference_is_segmented_on_its_grid(triton, scenes, tmp_path, capsys):
-    """The two-file form through the real server: outputs on the target's grid, the reference named
-    in the summary. (Served without a multi-pass model, the single-pass one reads the target.)"""
+    """The two-file form through the real server: the multi-pass model segments it, outputs on the
+    target's grid, the reference named in the summary."""
     from core.contract import read_scene, write_scene
 
     scene = read_scene(scenes["strong"])  # the simulator's 12-band document: split into two files
@@ -171,6 +171,6 @@ def test_a_scene_with_its_reference_is_segmented_on_its_grid(triton, scenes, tmp
     code = main(["segment", str(target), "--reference", str(ref), "--out", str(tmp_path / "o"),
                  "--url", triton.http_url])
     assert code == 0
-    assert "target + reference" in capsys.readouterr().out
+    assert "target + reference, ref.tif" in capsys.readouterr().out
     with rasterio.open(tmp_path / "o" / "strong_mask.tif") as ds:
         assert (ds.crs, ds.transform, ds.shape) == (scene.crs, scene.transform, (scene.height, scene.width))
