@@ -60,7 +60,7 @@ def base_scene(size: int = SCENE_SIZE):
 
     if SCENE_PATH.is_file():
         with rasterio.open(SCENE_PATH) as ds:
-            data, crs, transform = ds.read(), ds.crs, ds.transform
+            data, crs, transform = ds.read(list(range(1, 7))), ds.crs, ds.transform  # the target (B*_ref follow)
         reps = (1, -(-size // data.shape[1]), -(-size // data.shape[2]))
         return np.ascontiguousarray(np.tile(data, reps)[:, :size, :size]), crs, transform
     rng = np.random.default_rng(0)
