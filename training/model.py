@@ -123,8 +123,11 @@ def regression_drop(x: torch.Tensor) -> torch.Tensor:
     y = x[:, I12].reshape(n, 1, h * w)
     weight = valid
     # made on x's device (no host-to-device copy, so a CUDA graph can capture the whole forward)
-    ridge = torch.diag(torch.cat([torch.full((I12,), REGRESSION_RIDGE, dtype=x.dtype, device=x.device),
-                                  torch.full((1,), 1e-6, dtype=x.dtype, device=x.device)]))  # a tiny one on the intercept: an all-nodata tile solves to 0
+    # a tiny ridge on the intercept too: an all-nodata tile solves to 0; the diagonal as eye * vector
+    # (aten::diag has no ONNX export)
+    diagonal = torch.cat([torch.full((I12,), REGRESSION_RIDGE, dtype=x.dtype, device=x.device),
+                          torch.full((1,), 1e-6, dtype=x.dtype, device=x.device)])
+    ridge = torch.eye(I12 + 1, dtype=x.dtype, device=x.device) * diagonal
     for _ in range(REGRESSION_ITERATIONS + 1):
         total = weight.sum(-1, keepdim=True).clamp_min(1.0)
         mean = (pred_in * weight).sum(-1, keepdim=True) / total

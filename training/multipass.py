@@ -92,8 +92,10 @@ def regression_drop_mp(t: torch.Tensor, r: torch.Tensor, m: torch.Tensor) -> tor
     valid = m.reshape(n, 1, h * w)
     # the intercept gets a tiny ridge too: a tile with no comparable pixel (all cloud or nodata) then
     # solves to a zero prediction, masked out, instead of dividing by zero
-    ridge = torch.diag(torch.cat([torch.full((k,), MP_REGRESSION_RIDGE, dtype=t.dtype, device=t.device),
-                                  torch.full((1,), 1e-6, dtype=t.dtype, device=t.device)]))
+    # diagonal as eye * vector: aten::diag has no ONNX export
+    diagonal = torch.cat([torch.full((k,), MP_REGRESSION_RIDGE, dtype=t.dtype, device=t.device),
+                          torch.full((1,), 1e-6, dtype=t.dtype, device=t.device)])
+    ridge = torch.eye(k + 1, dtype=t.dtype, device=t.device) * diagonal
     weight = valid
     for _ in range(MP_REGRESSION_ITERATIONS + 1):
         total = weight.sum(-1, keepdim=True).clamp_min(1.0)
