@@ -144,9 +144,10 @@ def _segment_one(segmenter, scene: str, args, quiet: bool) -> int:
         return _fail(f"cannot write outputs: {exc}", EXIT_BAD_INPUT)
     passes = (f"target + reference, {result.reference}" if result.reference
               else "one pass" + (": the target alone, no multi-pass model served" if result.scene.has_reference else ""))
+    heat = (f"{result.timings['source_tiles']} for the source heat map in {result.timings['source_views']} view(s), "
+            if result.timings["source_views"] else "")
     print(f"{result.scene.name}: {result.plume_pixels} plume pixels, {len(plumes)} plume(s) "
-          f"(model {result.model_name} v{result.model_version}, {passes}; {result.timings['tiles']} tiles, {result.timings['source_tiles']} for the source heat map in "
-          f"{result.timings['source_views']} view(s), "
+          f"(model {result.model_name} v{result.model_version}, {passes}; {result.timings['tiles']} tiles, {heat}"
           f"{result.timings['inference_s']:.2f} s)")
     if not quiet:
         for pl in plumes:
