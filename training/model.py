@@ -216,8 +216,9 @@ def load_checkpoint(path, map_location="cpu") -> tuple[PlumeNet, dict]:
     ck = torch.load(path, map_location=map_location, weights_only=False)
     cls = SourcePlumeNet if "source" in ck else PlumeNet
     m = cls(ck["arch"], ck["norm_mean"], ck["norm_std"], ck.get("features", DEFAULT_FEATURES))
-    if ck.get("batchnorm_folded"):  # rebuilt from an ONNX file (export/onnx_import.py)
+    if ck.get("batchnorm_folded"):  # rebuilt from an ONNX file (export/onnx_import.py), or trained on from one
         add_conv_biases(m.net)
+        m.batchnorm_folded = True
     m.load_state_dict(ck["model"])
     m.eval()
     return m, ck

@@ -123,6 +123,7 @@ def save(path, model, opt, sched, epoch, step, best, metrics, args, n_train):
         "step": step,
         "best_iou": best,
         "arch": model.arch,
+        "batchnorm_folded": getattr(model, "batchnorm_folded", False),  # a network continued from an ONNX import
         "features": model.feature_set,
         "norm_mean": model.mean.flatten().tolist(),
         "norm_std": model.std.flatten().tolist(),
