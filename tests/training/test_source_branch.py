@@ -106,6 +106,14 @@ def test_train_source_then_export_serves_two_outputs(tmp_path, capsys):
         main(["train-source", "--base", str(base_onnx), "--data", str(data), "--out", str(tmp_path / "no")])
     assert stop.value.code == 2 and "import-onnx" in capsys.readouterr().err
 
+    # the imported network trained on (train --init) keeps its folded BatchNorm: train-source loads it
+    on = tmp_path / "continued"
+    assert main(["train", "--data", str(data), "--out", str(on), "--init", str(base_pt), "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64"]) == 0
+    assert main(["train-source", "--base", str(on / "best.pt"), "--data", str(data), "--out", str(tmp_path / "s0"),
+                 "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64",
+                 "--visible-drop", "0"]) == 0
+
     run = tmp_path / "source"
     assert main(["train-source", "--base", str(base_pt), "--data", str(data), "--out", str(run), "--epochs", "1",
                  "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64", "--visible-drop", "0"]) == 0
