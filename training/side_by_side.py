@@ -23,7 +23,7 @@ def _f(x, pct: bool = False) -> str:
 
 
 def _kg(x) -> str:
-    return "not reached" if x is None or not math.isfinite(x) or x > 1e6 else f"{x:,.0f} kg/h".replace(",", " ")
+    return "not reached" if x is None or not math.isfinite(x) or x > 1e5 else f"{x:,.0f} kg/h".replace(",", " ")
 
 
 def headline(reports: dict[str, dict]) -> list[str]:
