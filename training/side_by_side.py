@@ -43,32 +43,34 @@ def headline(reports: dict[str, dict]) -> list[str]:
     return out
 
 
-def by_bin(reports: dict[str, dict]) -> list[str]:
+def subsets(reports: dict[str, dict], key: str, label: str, count: str, cell) -> list[str]:
+    """One row per subset of report[key] (emission bins, surfaces), one cell per detector."""
     names = list(reports)
-    bins = list(next(iter(reports.values()))["by_q_bin"])
-    out = ["| Q (kg/h) | plumes | " + " | ".join(f"{n}: detected / IoU / AP" for n in names) + " |",
+    groups = next(iter(reports.values()))[key]
+    out = [f"| {label} | {count} | " + " | ".join(f"{n}: {cell.__doc__}" for n in names) + " |",
            "|" + "---|" * (len(names) + 2)]
-    for b in bins:
-        first = reports[names[0]]["by_q_bin"][b]
-        cells = []
-        for n in names:
-            r = reports[n]["by_q_bin"][b]
-            cells.append(f"{_f(r.get('plume_detection_rate'), pct=True)} / {_f(r.get('pooled_iou'))} / {_f(r.get('seed_ap'))}")
-        out.append(f"| {b} | {first['plumes']} | " + " | ".join(cells) + " |")
+    for g, first in groups.items():
+        cells = [cell(reports[n][key].get(g, {})) for n in names]
+        out.append(f"| {g} | {first[count]} | " + " | ".join(cells) + " |")
     return out
+
+
+def _bin_cell(r: dict) -> str:
+    """detected / IoU / AP"""
+    return f"{_f(r.get('plume_detection_rate'), pct=True)} / {_f(r.get('pooled_iou'))} / {_f(r.get('seed_ap'))}"
+
+
+def _surface_cell(r: dict) -> str:
+    """IoU / AP"""
+    return f"{_f(r.get('pooled_iou'))} / {_f(r.get('seed_ap'))}"
+
+
+def by_bin(reports: dict[str, dict]) -> list[str]:
+    return subsets(reports, "by_q_bin", "Q (kg/h)", "plumes", _bin_cell)
 
 
 def by_surface(reports: dict[str, dict]) -> list[str]:
-    names = list(reports)
-    surfaces = list(next(iter(reports.values()))["by_surface"])
-    out = ["| surface | scenes | " + " | ".join(f"{n}: IoU / AP" for n in names) + " |",
-           "|" + "---|" * (len(names) + 2)]
-    for s in surfaces:
-        first = reports[names[0]]["by_surface"][s]
-        cells = [f"{_f(reports[n]['by_surface'].get(s, {}).get('pooled_iou'))} / "
-                 f"{_f(reports[n]['by_surface'].get(s, {}).get('seed_ap'))}" for n in names]
-        out.append(f"| {s} | {first['scenes']} | " + " | ".join(cells) + " |")
-    return out
+    return subsets(reports, "by_surface", "surface", "scenes", _surface_cell)
 
 
 def main(argv: list[str] | None = None) -> int:
