@@ -5,9 +5,9 @@ an opaque water cloud is bright and flat across the visible (B2 about as bright 
 soil), still bright in the SWIR (unlike snow) but darker in B11 than in B8 (droplets absorb; bright
 sand and soil are brighter in B11). White surfaces (salt flats, hazy sand, roofs) pass that test on
 every date, a cloud on one date only: with the other pass at hand, a pixel is cloud only where it is
-also clearly brighter in the blue than on the other date (`cloud_mask(bands, other)`). On simulated
-scenes the two-pass test flags about 0.004 % of clear pixels and as many pixels as the opaque cloud
-cover; the spectral test alone flags white surfaces (most of a salt flat) too.
+also clearly brighter in the blue than on the other date (`cloud_mask(bands, other)`); the spectral
+test alone flags white surfaces (most of a salt flat) too. How well each does: docs/methods.md,
+"The multi-pass model".
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def cloud_mask(bands: np.ndarray, other: np.ndarray | None = None) -> np.ndarray
     if other is not None:
         o = other.astype(np.float32) / SCALE
         i2 = BANDS.index("B2")
-        cloud &= (r[i2] - o[i2] >= CLOUD_MIN_BRIGHTENING) | np.any(other == NODATA, axis=0)
+        cloud &= (r[i2] - o[i2] >= CLOUD_MIN_BRIGHTENING) | nodata_mask(other)
     return cloud
 
 
