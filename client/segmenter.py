@@ -36,7 +36,7 @@ from client.transport import (DEFAULT_MODEL, MULTIPASS_MODEL, InferenceFailed, T
 from core.contract import BANDS, NODATA, ContractError, Scene, open_scene, read_error
 
 AUTO_MODEL = "auto"  # the multi-pass model for a scene with a reference pass, else the single-pass one
-from core.segmentation import SegmentationResult
+from core.segmentation import SegmentationResult, document_reference
 from core.tiling import SOURCE_VIEWS, VIEW_COUNTS, Blender, mean_of_views, pad_tile, tile_grid, tiles_around, views
 
 # Pixels around the plume pixels where the source heat map is computed: core.plumes.heat_sources
@@ -245,9 +245,7 @@ class Segmenter:
 
 def reference_name(scene: Scene) -> str:
     """How outputs name the reference pass a multi-pass model used."""
-    if scene.ref_path is not None:
-        return Path(scene.ref_path).name
-    return f"{scene.name} bands B2_ref..B12_ref"
+    return Path(scene.ref_path).name if scene.ref_path is not None else document_reference(scene.name)
 
 
 def _progress_bar(name: str, total: int):

@@ -13,6 +13,16 @@ import numpy as np
 from core.contract import Scene
 
 
+def mode_of(reference: str | None) -> str:
+    """What ran: a multi-pass model (against `reference`) or a single-pass one (None)."""
+    return "multi-pass" if reference else "single-pass"
+
+
+def document_reference(name: str) -> str:
+    """How outputs name the reference pass that a 12-band document carries itself."""
+    return f"{name} bands B2_ref..B12_ref"
+
+
 @dataclass
 class SegmentationResult:
     scene: Scene
@@ -29,7 +39,7 @@ class SegmentationResult:
 
     @property
     def mode(self) -> str:
-        return "multi-pass" if self.reference else "single-pass"
+        return mode_of(self.reference)
 
     @property
     def plume_pixels(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
+from core.segmentation import mode_of
 from webapp.errors import UploadError
 from webapp.pipeline import DOWNLOAD_SUFFIX
 from webapp.openapi import MAX_PAGE, MAX_PER_PAGE, openapi_document
@@ -61,7 +62,7 @@ def result_json(r, cached: bool | None = None, full: bool = True) -> dict:
         "input": {"name": r.input_name, "bytes": r.input_bytes, "sha256": r.content_sha256,
                   "width": r.width, "height": r.height, "crs": r.crs, "bounds": r.bounds},
         "model": {"name": r.model_name, "version": r.model_version, "threshold": r.threshold,
-                  "mode": "multi-pass" if r.reference_name else "single-pass", "reference": r.reference_name},
+                  "mode": mode_of(r.reference_name), "reference": r.reference_name},
         "plume_pixels": r.plume_pixels,
         "plume_count": r.plume_count,
         "max_probability": r.max_probability,

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from client.segmenter import Segmenter
+from core.segmentation import document_reference
 from webapp.models import PlumeRecord, Result
 
 # kind -> file name inside a result's folder (generated names; downloads are named after the input)
@@ -116,7 +117,7 @@ def run(segmenter: Segmenter, upload: Upload, store, preview_size: int = 1024,
                             reference=upload.reference.path if upload.reference else None)
     seg.scene.name = upload.stem
     if seg.reference is not None:  # name it as the user did: their reference file, or their document's bands
-        seg.reference = upload.reference.name if upload.reference else f"{upload.name} bands B2_ref..B12_ref"
+        seg.reference = upload.reference.name if upload.reference else document_reference(upload.name)
     t1 = time.perf_counter()
     timings["inference_s"] = round(t1 - t0, 4)
     timings["tiles"] = int(seg.timings.get("tiles", 0))
