@@ -110,6 +110,16 @@ REGRESSION_RIDGE = 1e-2  # on standardised predictors: keeps the 6 x 6 system we
 # lets the solve amplify summation order, and ONNX and PyTorch drift apart on dark pixels)
 
 
+def ridge_matrix(k: int, ridge: float, like: torch.Tensor) -> torch.Tensor:
+    """(k + 1, k + 1) diagonal: `ridge` on k predictors and a tiny one on the intercept, so that a tile
+    with no fitting pixel (all nodata or cloud) solves to 0 instead of dividing by zero. Made on
+    `like`'s device (no host-to-device copy, so a CUDA graph can capture the forward), as eye x vector
+    (aten::diag has no ONNX export)."""
+    diagonal = torch.cat([torch.full((k,), ridge, dtype=like.dtype, device=like.device),
+                          torch.full((1,), 1e-6, dtype=like.dtype, device=like.device)])
+    return torch.eye(k + 1, dtype=like.dtype, device=like.device) * diagonal
+
+
 def regression_drop(x: torch.Tensor) -> torch.Tensor:
     """(N, 6, H, W) reflectance -> (N, 1, H, W) relative drop of B12 below B12 predicted from B2, B3,
     B4, B8 and B11 by a linear fit over each image (Huber-reweighted, nodata left out), clipped to
@@ -122,12 +132,7 @@ def regression_drop(x: torch.Tensor) -> torch.Tensor:
     pred_in = x[:, :I12].reshape(n, I12, h * w)  # B2, B3, B4, B8, B11
     y = x[:, I12].reshape(n, 1, h * w)
     weight = valid
-    # made on x's device (no host-to-device copy, so a CUDA graph can capture the whole forward)
-    # a tiny ridge on the intercept too: an all-nodata tile solves to 0; the diagonal as eye * vector
-    # (aten::diag has no ONNX export)
-    diagonal = torch.cat([torch.full((I12,), REGRESSION_RIDGE, dtype=x.dtype, device=x.device),
-                          torch.full((1,), 1e-6, dtype=x.dtype, device=x.device)])
-    ridge = torch.eye(I12 + 1, dtype=x.dtype, device=x.device) * diagonal
+    ridge = ridge_matrix(I12, REGRESSION_RIDGE, x)
     for _ in range(REGRESSION_ITERATIONS + 1):
         total = weight.sum(-1, keepdim=True).clamp_min(1.0)
         mean = (pred_in * weight).sum(-1, keepdim=True) / total

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from core.contract import BANDS
 from core.masks import CLOUD_MIN_B11, CLOUD_MIN_BLUE_RED, CLOUD_MIN_BRIGHTENING, CLOUD_MIN_VISIBLE
-from training.model import ANOMALY_CLIP, ANOMALY_WINDOW, RATIO_EPS, SMOOTH_SIGMAS, _solve, gaussian_blur
+from training.model import ANOMALY_CLIP, ANOMALY_WINDOW, RATIO_EPS, SMOOTH_SIGMAS, _solve, gaussian_blur, ridge_matrix
 
 NB = len(BANDS)
 I2, I3, I4, I8, I11, I12 = (BANDS.index(b) for b in ("B2", "B3", "B4", "B8", "B11", "B12"))
@@ -90,12 +90,7 @@ def regression_drop_mp(t: torch.Tensor, r: torch.Tensor, m: torch.Tensor) -> tor
     preds = preds.reshape(n, k, h * w)
     y = ((t[:, I12:I12 + 1] + RATIO_EPS) / b11t).reshape(n, 1, h * w)
     valid = m.reshape(n, 1, h * w)
-    # the intercept gets a tiny ridge too: a tile with no comparable pixel (all cloud or nodata) then
-    # solves to a zero prediction, masked out, instead of dividing by zero
-    # diagonal as eye * vector: aten::diag has no ONNX export
-    diagonal = torch.cat([torch.full((k,), MP_REGRESSION_RIDGE, dtype=t.dtype, device=t.device),
-                          torch.full((1,), 1e-6, dtype=t.dtype, device=t.device)])
-    ridge = torch.eye(k + 1, dtype=t.dtype, device=t.device) * diagonal
+    ridge = ridge_matrix(k, MP_REGRESSION_RIDGE, t)  # a tile with no comparable pixel: a masked zero
     weight = valid
     for _ in range(MP_REGRESSION_ITERATIONS + 1):
         total = weight.sum(-1, keepdim=True).clamp_min(1.0)
