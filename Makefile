@@ -56,7 +56,7 @@ model: $(VENV)/.test
 	$(BIN)/methane-seg export runs/mp_long/best.pt --out model_repository
 	$(BIN)/methane-seg export runs/sp_source/last.pt --out model_repository
 	$(BIN)/python -m export.int8 --onnx model_repository/methane_seg/1/model.onnx --test data/test \
-	  --n-test 300 --json runs/int8.json --serve
+	  --n-test 200 --json runs/int8.json --serve
 	$(BIN)/python -m training.examples --out examples
 	$(BIN)/methane-seg baseline data/test/s*[0-9].tif --method mbmp --out runs/pred_mbmp
 	$(BIN)/methane-seg baseline data/test/s*[0-9].tif --method ratio --out runs/pred_ratio
